@@ -1,0 +1,132 @@
+"""``model.pt``: a plain dict of tensors and primitives, loaded without unpickling code.
+
+Layout (``format_version`` 1)::
+
+    {"format_version": 1, "pgdeploy_version": str, "config": TrainConfig.to_dict(),
+     "spec": PolicySpec.to_dict(), "state_dict": {name: Tensor} (weights + obs statistics),
+     "training": summary dict, "resume": {optimizer state, counters, RNG states}}
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pgdeploy import __version__
+from pgdeploy._io import atomic_write
+from pgdeploy.config import TrainConfig
+from pgdeploy.errors import CheckpointError, ConfigError
+from pgdeploy.policy import SoftmaxPolicy
+from pgdeploy.spec import FORMAT_VERSION, PolicySpec
+
+REQUIRED_KEYS = ("format_version", "config", "spec", "state_dict", "training")
+
+
+@dataclass
+class Checkpoint:
+    config: TrainConfig
+    spec: PolicySpec
+    state_dict: Mapping[str, torch.Tensor]
+    training: dict[str, Any] = field(default_factory=dict)
+    resume: dict[str, Any] = field(default_factory=dict)
+    pgdeploy_version: str = __version__
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "pgdeploy_version": self.pgdeploy_version,
+            "config": self.config.to_dict(),
+            "spec": self.spec.to_dict(),
+            "state_dict": dict(self.state_dict),
+            "training": self.training,
+            "resume": self.resume,
+        }
+
+    def build_policy(self) -> SoftmaxPolicy:
+        """The policy with its weights and statistics; shape mismatches are CheckpointErrors."""
+        policy = SoftmaxPolicy(
+            self.spec, hidden_sizes=self.config.hidden_sizes, obs_clip=self.config.obs_clip
+        )
+        try:
+            policy.load_state_dict(self.state_dict)
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"checkpoint weights do not fit its own config "
+                f"(hidden_sizes={list(self.config.hidden_sizes)}): {str(exc).splitlines()[0]}"
+            ) from exc
+        return policy.eval()
+
+
+def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
+    """Write atomically: temp file in the same folder, fsync, rename."""
+    data = checkpoint.to_dict()
+    return atomic_write(path, lambda handle: torch.save(data, handle))
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Load with ``weights_only=True``: a file that tries to unpickle code is refused."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"checkpoint {str(path)!r} {what}, expected a model.pt file")
+    raw = path.read_bytes()
+    if not zipfile.is_zipfile(io.BytesIO(raw)):
+        raise CheckpointError(
+            f"{str(path)!r} is not a PyTorch checkpoint (expected a zip archive written by "
+            "'pgdeploy train'; it may be truncated)"
+        )
+    try:
+        data = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refused to load {str(path)!r}: it contains objects other than tensors and plain "
+            f"data (a pickled class or function), which could run code; nothing from it was "
+            f"executed. {_unpickler_reason(exc)}"
+        ) from exc
+    except Exception as exc:
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {exc}") from exc
+    return checkpoint_from_dict(data, source=repr(str(path)))
+
+
+def _unpickler_reason(exc: Exception) -> str:
+    """The one informative line of torch's long weights-only error."""
+    for line in str(exc).splitlines():
+        if "Unsupported global" in line or "Unsupported operand" in line:
+            return line.strip()[:300]
+    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+
+
+def checkpoint_from_dict(data: Any, *, source: str) -> Checkpoint:
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{source} holds a {type(data).__name__}, expected a dict")
+    missing = [key for key in REQUIRED_KEYS if key not in data]
+    if missing:
+        raise CheckpointError(f"{source} is missing keys {missing}; expected {list(REQUIRED_KEYS)}")
+    if data["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{source} has format version {data['format_version']!r}, expected {FORMAT_VERSION}"
+        )
+    state = data["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{source}: 'state_dict' must map names to tensors")
+    try:
+        config = TrainConfig.from_dict(data["config"])
+        spec = PolicySpec.from_dict(data["spec"])
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source} has an invalid config or spec: {exc}") from exc
+    return Checkpoint(
+        config=config,
+        spec=spec,
+        state_dict=state,
+        training=dict(data.get("training") or {}),
+        resume=dict(data.get("resume") or {}),
+        pgdeploy_version=str(data.get("pgdeploy_version", "unknown")),
+    )

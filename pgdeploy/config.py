@@ -1,0 +1,95 @@
+"""Training hyperparameters: one frozen dataclass that validates itself (stdlib only)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pgdeploy.errors import ConfigError
+
+Baseline = Literal["timestep", "none"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run. Saved inside every checkpoint."""
+
+    env_id: str = "CartPole-v1"
+    """Gymnasium id (``module:EnvId`` imports a user's module first). Box obs, Discrete actions."""
+    seed: int = 0
+    """Seeds torch, the envs and the action sampler: same seed, same run."""
+    num_envs: int = 16
+    """Envs stepped together; each update uses one finished episode from each."""
+    hidden_sizes: tuple[int, ...] = (128,)
+    """Widths of the MLP's hidden layers (ReLU between them)."""
+    learning_rate: float = 0.01
+    """Adam step size."""
+    gamma: float = 0.99
+    """Discount of the Monte-Carlo returns."""
+    baseline: Baseline = "timestep"
+    """``timestep``: subtract the batch's mean return-to-go at each time step; ``none``."""
+    normalize_advantages: bool = True
+    """Scale advantages to zero mean and unit std over the batch."""
+    normalize_obs: bool = True
+    """Keep running obs mean/std and normalise inputs with them (baked into the export)."""
+    obs_clip: float = 10.0
+    """Normalised observations are clipped to +-obs_clip."""
+    entropy_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    max_grad_norm: float = 1.0
+    """Clip the gradient's global norm to this (0 disables)."""
+    total_timesteps: int = 500_000
+    """Budget of env steps; training stops when it is spent."""
+    stop_on_solve: bool = True
+    """Stop as soon as the mean of the last ``solve_window`` episodes reaches the threshold."""
+    solve_threshold: float | None = None
+    """Return that counts as solved; ``None`` takes the env's ``spec.reward_threshold``."""
+    solve_window: int = 100
+    """How many finished episodes the solved check averages."""
+    torch_threads: int = 1
+    """Threads torch may use: 1 is fastest for small MLPs (2 was ~3x slower here)."""
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        _check(isinstance(self.env_id, str) and bool(self.env_id), "env_id", "a non-empty id")
+        _check(self.num_envs >= 1, "num_envs", ">= 1")
+        _check(
+            len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
+            "hidden_sizes",
+            "one or more positive widths",
+        )
+        _check(self.learning_rate > 0, "learning_rate", "> 0")
+        _check(0.0 < self.gamma <= 1.0, "gamma", "in (0, 1]")
+        _check(self.baseline in ("timestep", "none"), "baseline", "'timestep' or 'none'")
+        _check(self.obs_clip > 0, "obs_clip", "> 0")
+        _check(self.entropy_coef >= 0, "entropy_coef", ">= 0")
+        _check(self.max_grad_norm >= 0, "max_grad_norm", ">= 0 (0 disables clipping)")
+        _check(self.total_timesteps >= 1, "total_timesteps", ">= 1")
+        _check(self.solve_window >= 1, "solve_window", ">= 1")
+        _check(self.torch_threads >= 1, "torch_threads", ">= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only, so it survives ``torch.load(weights_only=True)`` and JSON."""
+        data = dataclasses.asdict(self)
+        data.pop("extra")
+        data["hidden_sizes"] = list(self.hidden_sizes)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; expected some of {sorted(known)}")
+        try:
+            return cls(**dict(data))
+        except TypeError as exc:
+            raise ConfigError(f"invalid config: {exc}") from exc
+
+
+def _check(ok: bool, name: str, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"config field {name!r} must be {expected}")

@@ -1,0 +1,51 @@
+"""The typed errors pgdeploy raises for bad input.
+
+Every message follows one template: what was wrong, what was expected, what was got,
+and where it helps, how to fix it. Catch :class:`PgdeployError` to handle them all.
+"""
+
+from __future__ import annotations
+
+
+class PgdeployError(Exception):
+    """Base class of every error pgdeploy raises on purpose."""
+
+
+class ObservationError(PgdeployError, ValueError):
+    """An observation has the wrong shape or dtype, is not finite, or is out of bounds."""
+
+
+class ModelLoadError(PgdeployError):
+    """A model file is missing, unreadable, not a pgdeploy model, or of an unknown version."""
+
+
+class ModelSpecError(ModelLoadError):
+    """A model file's graph does not match what its own metadata (or the caller) says."""
+
+
+class CheckpointError(PgdeployError):
+    """A ``model.pt`` checkpoint is missing, corrupt, unsafe, or of an unknown version."""
+
+
+class UnsupportedEnvError(PgdeployError, ValueError):
+    """An environment has spaces pgdeploy cannot train on (it needs Box obs, Discrete actions)."""
+
+
+class ConfigError(PgdeployError, ValueError):
+    """A training configuration value is out of range or of the wrong type."""
+
+
+class ExportVerificationError(PgdeployError):
+    """An exported file disagrees with the PyTorch policy beyond tolerance; nothing was written."""
+
+
+class MissingDependencyError(PgdeployError, ImportError):
+    """An optional dependency is needed for this feature; the message names the extra."""
+
+
+def missing_dependency(module: str, extra: str, feature: str) -> MissingDependencyError:
+    """Build the error for an optional dependency, naming the exact install that fixes it."""
+    return MissingDependencyError(
+        f"{feature} needs the '{module}' package, which is not installed; "
+        f'install it with: pip install "pgdeploy[{extra}]"'
+    )

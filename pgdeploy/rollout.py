@@ -1,0 +1,100 @@
+"""Rollout collection: policy weights in, a batch of finished episodes out.
+
+This is the seam between acting and learning. The learner never touches an env; a
+collector owns its envs, its own copy of the policy and its own RNG, so the same
+interface can run on remote workers (e.g. Ray actors) for slow simulators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from pgdeploy.envs import make_vector_env
+from pgdeploy.policy import SoftmaxPolicy, sample_actions
+from pgdeploy.runtime.sampling import UniformStream
+from pgdeploy.spec import PolicySpec
+
+
+@dataclass(frozen=True)
+class EpisodeBatch:
+    """One finished episode per env, padded to the longest: arrays are (T, N, ...)."""
+
+    obs: npt.NDArray[np.float32]  # (T, N, obs_dim)
+    actions: npt.NDArray[np.int64]  # (T, N)
+    rewards: npt.NDArray[np.float32]  # (T, N), zero after an episode ends
+    mask: npt.NDArray[np.bool_]  # (T, N), True on steps that belong to the episode
+    lengths: npt.NDArray[np.int64]  # (N,)
+    episode_returns: npt.NDArray[np.float64]  # (N,) undiscounted
+
+    @property
+    def env_steps(self) -> int:
+        return int(self.lengths.sum())
+
+
+class RolloutCollector:
+    """Plays one episode in each of ``num_envs`` vectorised envs per :meth:`collect`."""
+
+    def __init__(
+        self,
+        spec: PolicySpec,
+        *,
+        num_envs: int,
+        seed: int,
+        hidden_sizes: tuple[int, ...],
+        obs_clip: float,
+        max_episode_steps: int | None = None,
+    ) -> None:
+        self.envs = make_vector_env(spec.env_id, num_envs)
+        self.num_envs = num_envs
+        self.policy = SoftmaxPolicy(spec, hidden_sizes=hidden_sizes, obs_clip=obs_clip)
+        self.policy.requires_grad_(False)
+        self.uniforms = UniformStream(np.random.SeedSequence(seed).spawn(1)[0])
+        self.max_episode_steps = max_episode_steps or spec.max_episode_steps or 100_000
+        self._next_seed: int | None = seed
+
+    def collect(self, policy_state: Mapping[str, torch.Tensor]) -> EpisodeBatch:
+        """Reset every env and step them together until each has finished one episode.
+
+        One batched forward pass per vector step. Envs that finish early keep stepping
+        (the vector env autoresets them) but those steps are masked out and not counted.
+        """
+        self.policy.load_state_dict(policy_state)
+        obs, _ = self.envs.reset(seed=self._next_seed)
+        self._next_seed = None
+        n = self.num_envs
+        alive = np.ones(n, dtype=bool)
+        lengths = np.zeros(n, dtype=np.int64)
+        obs_steps: list[npt.NDArray[np.float32]] = []
+        action_steps: list[npt.NDArray[np.int64]] = []
+        reward_steps: list[npt.NDArray[np.float32]] = []
+        mask_steps: list[npt.NDArray[np.bool_]] = []
+        with torch.inference_mode():
+            while alive.any() and len(obs_steps) < self.max_episode_steps:
+                obs = np.asarray(obs, dtype=np.float32)
+                probs = self.policy.probs(torch.from_numpy(obs))
+                uniform = torch.from_numpy(self.uniforms.take(n).reshape(n, 1))
+                actions = sample_actions(probs, uniform).numpy()
+                obs_steps.append(obs)
+                action_steps.append(actions)
+                mask_steps.append(alive.copy())
+                obs, rewards, terminated, truncated, _ = self.envs.step(actions)
+                reward_steps.append(np.where(alive, rewards, 0.0).astype(np.float32))
+                lengths += alive
+                alive &= ~(terminated | truncated)
+        rewards_arr = np.stack(reward_steps)
+        return EpisodeBatch(
+            obs=np.stack(obs_steps),
+            actions=np.stack(action_steps),
+            rewards=rewards_arr,
+            mask=np.stack(mask_steps),
+            lengths=lengths,
+            episode_returns=rewards_arr.sum(axis=0, dtype=np.float64),
+        )
+
+    def close(self) -> None:
+        self.envs.close()

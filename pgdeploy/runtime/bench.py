@@ -1,0 +1,81 @@
+"""Measure an agent: single-observation act latency and batch throughput (numpy + onnxruntime)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from pgdeploy.runtime.agent import Agent
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    calls: int
+    p50_us: float
+    p99_us: float
+    mean_us: float
+
+
+@dataclass(frozen=True)
+class ThroughputResult:
+    batch_size: int
+    repeats: int
+    median_seconds: float
+    obs_per_second: float
+
+
+def observations(agent: Agent, n: int, seed: int = 0) -> np.ndarray:
+    """Observations inside the model's space (unbounded dimensions drawn from N(0, 1))."""
+    spec = agent.spec
+    rng = np.random.default_rng(seed)
+    low = np.clip(np.asarray(spec.obs_low), -1.0, None)
+    high = np.clip(np.asarray(spec.obs_high), None, 1.0)
+    return rng.uniform(low, high, size=(n, spec.obs_dim)).astype(np.float32)
+
+
+def act_latency(agent: Agent, *, calls: int = 20_000, warmup: int = 1_000) -> LatencyResult:
+    """Per-call ``act`` time, validation and sampling included, over varied observations."""
+    obs = observations(agent, 1024)
+    rows = [obs[i] for i in range(len(obs))]
+    clock = time.perf_counter_ns
+    for i in range(warmup):
+        agent.act(rows[i % 1024])
+    times = np.empty(calls, np.int64)
+    for i in range(calls):
+        row = rows[i % 1024]
+        start = clock()
+        agent.act(row)
+        times[i] = clock() - start
+    return LatencyResult(
+        calls=calls,
+        p50_us=float(np.percentile(times, 50)) / 1e3,
+        p99_us=float(np.percentile(times, 99)) / 1e3,
+        mean_us=float(times.mean()) / 1e3,
+    )
+
+
+def batch_throughput(agent: Agent, batch_size: int, *, repeats: int = 20) -> ThroughputResult:
+    """Median wall time of ``act_batch`` on one batch, as observations per second."""
+    obs = observations(agent, batch_size)
+    agent.act_batch(obs)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        agent.act_batch(obs)
+        times.append(time.perf_counter() - start)
+    median = float(np.median(times))
+    return ThroughputResult(batch_size, repeats, median, batch_size / median)
+
+
+def run_bench(
+    agent: Agent, *, batch_sizes: tuple[int, ...] = (1, 64, 4096, 65536), calls: int = 20_000
+) -> dict[str, Any]:
+    return {
+        "model": str(agent.path),
+        "fast_path": agent.uses_fast_path,
+        "act": asdict(act_latency(agent, calls=calls)),
+        "act_batch": [asdict(batch_throughput(agent, n)) for n in batch_sizes],
+    }

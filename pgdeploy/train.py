@@ -1,0 +1,175 @@
+"""Train a softmax policy with REINFORCE on vectorised gymnasium envs.
+
+Each iteration: the :class:`RolloutCollector` plays one episode in each of ``num_envs``
+envs with the current weights (one batched forward pass per vector step, actions by the
+inverse-CDF sampler from a seeded stream); the :class:`ReinforceLearner` takes one
+gradient step on the whole batch. Training stops when the mean return of the last
+``solve_window`` finished episodes reaches the env's reward threshold, or when the
+``total_timesteps`` budget is spent, and says which.
+
+Choices, all in :class:`~pgdeploy.config.TrainConfig`: a per-timestep baseline and
+standardised advantages (variance reduction without a critic, so the algorithm stays
+REINFORCE), running observation normalisation (baked into the export), an optional
+entropy bonus, global gradient-norm clipping, Adam, one torch thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+
+from pgdeploy import __version__
+from pgdeploy.checkpoint import Checkpoint, save_checkpoint
+from pgdeploy.config import TrainConfig
+from pgdeploy.envs import policy_spec
+from pgdeploy.policy import SoftmaxPolicy
+from pgdeploy.reinforce import ReinforceLearner
+from pgdeploy.rollout import RolloutCollector
+
+
+@dataclass(frozen=True)
+class IterationStats:
+    """What one iteration did; passed to callbacks and written to the metrics file."""
+
+    iteration: int
+    env_steps: int
+    episodes: int
+    batch_mean_return: float
+    window_mean_return: float
+    batch_mean_length: float
+    loss: float
+    entropy: float
+    grad_norm: float
+    wall_seconds: float
+    steps_per_second: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Checkpoint
+    checkpoint_path: Path | None
+    history: list[IterationStats]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.checkpoint.training
+
+
+Callback = Callable[[IterationStats], None]
+
+
+def train(
+    config: TrainConfig,
+    *,
+    out_dir: str | Path | None = None,
+    callbacks: tuple[Callback, ...] = (),
+) -> TrainResult:
+    """Run REINFORCE until solved or out of budget; write ``out_dir/model.pt`` if given."""
+    start = time.perf_counter()
+    torch.set_num_threads(config.torch_threads)
+    torch.manual_seed(config.seed)
+    spec = policy_spec(config.env_id)
+    threshold = (
+        config.solve_threshold if config.solve_threshold is not None else spec.reward_threshold
+    )
+    policy = SoftmaxPolicy(spec, hidden_sizes=config.hidden_sizes, obs_clip=config.obs_clip)
+    learner = ReinforceLearner(policy, config)
+    collector = RolloutCollector(
+        spec,
+        num_envs=config.num_envs,
+        seed=config.seed,
+        hidden_sizes=config.hidden_sizes,
+        obs_clip=config.obs_clip,
+    )
+    window: deque[float] = deque(maxlen=config.solve_window)
+    history: list[IterationStats] = []
+    env_steps = episodes = 0
+    steps_to_solve: int | None = None
+    try:
+        while env_steps < config.total_timesteps:
+            batch = collector.collect(policy.state_dict())
+            update = learner.update(batch)
+            env_steps += batch.env_steps
+            episodes += len(batch.lengths)
+            # Episodes enter the window in the order they finished (shortest first).
+            order = np.argsort(batch.lengths, kind="stable")
+            window.extend(batch.episode_returns[order].tolist())
+            wall = time.perf_counter() - start
+            stats = IterationStats(
+                iteration=len(history) + 1,
+                env_steps=env_steps,
+                episodes=episodes,
+                batch_mean_return=float(batch.episode_returns.mean()),
+                window_mean_return=float(np.mean(window)),
+                batch_mean_length=float(batch.lengths.mean()),
+                loss=update.loss,
+                entropy=update.entropy,
+                grad_norm=update.grad_norm,
+                wall_seconds=wall,
+                steps_per_second=env_steps / wall,
+            )
+            history.append(stats)
+            for callback in callbacks:
+                callback(stats)
+            solved = (
+                threshold is not None
+                and len(window) == window.maxlen
+                and stats.window_mean_return >= threshold
+            )
+            if solved and steps_to_solve is None:
+                steps_to_solve = env_steps
+            if solved and config.stop_on_solve:
+                break
+    finally:
+        collector.close()
+    summary = _summary(config, history, threshold, steps_to_solve, time.perf_counter() - start)
+    checkpoint = Checkpoint(
+        config=config,
+        spec=spec,
+        state_dict=policy.state_dict(),
+        training=summary,
+        resume={"optimizer": learner.optimizer.state_dict()},
+    )
+    path = None
+    if out_dir is not None:
+        path = save_checkpoint(Path(out_dir) / "model.pt", checkpoint)
+    return TrainResult(checkpoint=checkpoint, checkpoint_path=path, history=history)
+
+
+def _summary(
+    config: TrainConfig,
+    history: list[IterationStats],
+    threshold: float | None,
+    steps_to_solve: int | None,
+    wall_seconds: float,
+) -> dict[str, Any]:
+    last = history[-1] if history else None
+    solved = steps_to_solve is not None
+    if solved and config.stop_on_solve:
+        reason = f"solved: mean of last {config.solve_window} episodes >= {threshold}"
+    else:
+        reason = f"budget of {config.total_timesteps} env steps spent"
+    return {
+        "env_id": config.env_id,
+        "seed": config.seed,
+        "solved": solved,
+        "stop_reason": reason,
+        "reward_threshold": threshold,
+        "steps_to_solve": steps_to_solve,
+        "env_steps": last.env_steps if last else 0,
+        "episodes": last.episodes if last else 0,
+        "iterations": len(history),
+        "final_window_mean_return": last.window_mean_return if last else None,
+        "wall_seconds": round(wall_seconds, 3),
+        "pgdeploy_version": __version__,
+        "torch_version": str(torch.__version__),
+        "gymnasium_version": gymnasium.__version__,
+    }
