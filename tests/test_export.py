@@ -1,0 +1,90 @@
+"""Export writes verified, self-describing files, or nothing at all."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from pgdeploy.checkpoint import load_checkpoint
+from pgdeploy.errors import ExportVerificationError
+from pgdeploy.export import OPSET, export_checkpoint
+
+STANDALONE = """
+import json, sys
+import numpy as np
+kind, path, obs_path = sys.argv[1:]
+obs = np.load(obs_path)
+if kind == "onnx":
+    import onnxruntime as ort
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    probs = session.run(["probs"], {"obs": obs, "uniform": np.zeros((len(obs), 1), np.float32)})[0]
+else:
+    import torch
+    module = torch.jit.load(path)
+    probs = module(torch.from_numpy(obs), torch.zeros(len(obs), 1))[0].detach().numpy()
+np.save(obs_path + ".probs.npy", probs)
+"""
+
+
+@pytest.mark.parametrize("kind, name", [("onnx", "model.onnx"), ("jit", "model.torchscript.pt")])
+def test_files_alone_reproduce_pytorch_probs(exported_model: Path, kind: str, name: str) -> None:
+    """A program with no pgdeploy code gets the PyTorch policy's probabilities."""
+    import torch
+
+    policy = load_checkpoint(exported_model / "model.pt").build_policy()
+    obs = np.random.default_rng(0).normal(0, 1, size=(2048, 4)).astype(np.float32)
+    obs_path = exported_model / f"obs-{kind}.npy"
+    np.save(obs_path, obs)
+    subprocess.run(
+        [sys.executable, "-c", STANDALONE, kind, str(exported_model / name), str(obs_path)],
+        check=True,
+        cwd="/",  # not the repo: pgdeploy must not be importable by accident
+    )
+    probs = np.load(str(obs_path) + ".probs.npy")
+    with torch.no_grad():
+        reference = policy.probs(torch.from_numpy(obs)).numpy()
+    np.testing.assert_allclose(probs, reference, rtol=0, atol=1e-6)
+
+
+def test_onnx_file_describes_itself(exported_model: Path) -> None:
+    model = onnx.load(str(exported_model / "model.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    props = {p.key: p.value for p in model.metadata_props}
+    spec = json.loads(props["pgdeploy.spec"])
+    assert spec["env_id"] == "CartPole-v1"
+    assert (spec["obs_dim"], spec["n_actions"]) == (4, 2)
+    assert json.loads(props["pgdeploy.format_version"]) == 1
+    assert "solved" in json.loads(props["pgdeploy.training"])
+    assert model.opset_import[0].version == OPSET
+    batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param  # dynamic batch axis
+
+
+def test_export_refuses_and_leaves_no_file_when_parity_fails(
+    exported_model: Path, tmp_path: Path
+) -> None:
+    shutil.copy(exported_model / "model.pt", tmp_path / "model.pt")
+    with pytest.raises(ExportVerificationError, match=r"onnx export differs .*nothing was written"):
+        export_checkpoint(tmp_path / "model.pt", atol=0.0, n_random=64, n_on_policy=64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_export_into_out_dir_reports_what_it_verified(exported_model: Path, tmp_path: Path) -> None:
+    report = export_checkpoint(
+        exported_model / "model.pt", out_dir=tmp_path / "out", n_random=256, n_on_policy=256
+    )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "model.onnx",
+        "model.torchscript.pt",
+    ]
+    for check in (report.onnx, report.torchscript):
+        assert check.n_observations == 512
+        assert check.max_abs_diff <= 1e-6
+        assert check.passed_actions
