@@ -111,7 +111,9 @@ def test_wrong_section_type(tmp_path: Path, key: str) -> None:
 def test_mismatched_weight_shapes(tmp_path: Path) -> None:
     data = small_checkpoint(hidden=8).to_dict()
     data["state_dict"] = dict(small_checkpoint(hidden=16).state_dict)
-    with pytest.raises(CheckpointError, match=r"\['net.0.weight'\] has shape \(16, 4\), expected \(8, 4\)"):
+    with pytest.raises(
+        CheckpointError, match=r"\['net.0.weight'\] has shape \(16, 4\), expected \(8, 4\)"
+    ):
         load_checkpoint(saved_dict(tmp_path, data))
 
 

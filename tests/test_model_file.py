@@ -23,7 +23,9 @@ def write(folder: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def mutated(exported_model: Path, tmp_path: Path, change: Callable[[onnx.ModelProto], None]) -> Path:
+def mutated(
+    exported_model: Path, tmp_path: Path, change: Callable[[onnx.ModelProto], None]
+) -> Path:
     model = onnx.load(str(exported_model / "model.onnx"))
     change(model)
     path = tmp_path / "model.onnx"

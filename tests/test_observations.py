@@ -78,7 +78,9 @@ def test_non_numeric_dtypes_are_refused(agent: Agent, obs: Any) -> None:
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("mode", ["reject", "clip"])
 @pytest.mark.parametrize("col", [0, 1])
-def test_non_finite_is_always_refused(exported_model: Path, bad: float, mode: Any, col: int) -> None:
+def test_non_finite_is_always_refused(
+    exported_model: Path, bad: float, mode: Any, col: int
+) -> None:
     agent = Agent.load(exported_model / "model.onnx", out_of_bounds=mode)
     obs = np.array(GOOD, np.float32)
     obs[col] = bad
@@ -107,7 +109,9 @@ def test_out_of_bounds_rejected_by_default(agent: Agent) -> None:
 
 def test_clip_mode_equals_clipped_observation(agent: Agent, clipping_agent: Agent) -> None:
     outside = np.array([50.0, 0.0, -3.0, 0.0], np.float32)
-    clipped = np.clip(outside, [-4.8, -F32_MAX, -0.41887903, -F32_MAX], [4.8, F32_MAX, 0.41887903, F32_MAX])
+    clipped = np.clip(
+        outside, [-4.8, -F32_MAX, -0.41887903, -F32_MAX], [4.8, F32_MAX, 0.41887903, F32_MAX]
+    )
     np.testing.assert_allclose(clipping_agent.probs(outside), agent.probs(clipped), atol=1e-6)
 
 
