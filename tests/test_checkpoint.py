@@ -62,7 +62,7 @@ def test_round_trip(tmp_path: Path) -> None:
 
 def test_malicious_reduce_is_refused_and_does_not_run(evil: tuple[Path, Path]) -> None:
     path, marker = evil
-    with pytest.raises(CheckpointError, match="refused to load .*nothing from it was executed"):
+    with pytest.raises(CheckpointError, match=r"refused to load .*nothing from it was executed"):
         load_checkpoint(path)
     assert not marker.exists()
     # The payload is real: an unsafe load does run it (so the check above has teeth).
@@ -134,7 +134,7 @@ def test_non_tensor_weights(tmp_path: Path) -> None:
 def test_invalid_config_value(tmp_path: Path) -> None:
     data = small_checkpoint().to_dict()
     data["config"]["gamma"] = 3.0
-    with pytest.raises(CheckpointError, match="invalid config or spec: .*'gamma' must be in"):
+    with pytest.raises(CheckpointError, match=r"invalid config or spec: .*'gamma' must be in"):
         load_checkpoint(saved_dict(tmp_path, data))
 
 
@@ -142,7 +142,7 @@ def test_truncated_and_foreign_files(tmp_path: Path) -> None:
     good = save_checkpoint(tmp_path / "good.pt", small_checkpoint()).read_bytes()
     cut = tmp_path / "cut.pt"
     cut.write_bytes(good[: len(good) // 2])
-    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint .*truncated"):
+    with pytest.raises(CheckpointError, match=r"not a PyTorch checkpoint .*truncated"):
         load_checkpoint(cut)
     zipped = io.BytesIO()
     with zipfile.ZipFile(zipped, "w") as archive:
@@ -154,7 +154,7 @@ def test_truncated_and_foreign_files(tmp_path: Path) -> None:
 
 
 def test_missing_path_and_directory(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="does not exist, expected a model.pt file"):
+    with pytest.raises(CheckpointError, match=r"does not exist, expected a model.pt file"):
         load_checkpoint(tmp_path / "nope.pt")
     with pytest.raises(CheckpointError, match="is a directory"):
         load_checkpoint(tmp_path)

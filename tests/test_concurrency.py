@@ -49,11 +49,9 @@ def test_each_thread_has_its_own_reproducible_stream(exported_model: Path) -> No
         agent = Agent.load(exported_model / "model.onnx", seed=5)
         out: list[list[int]] = []
         for _ in range(3):  # threads run one after another: child streams in a fixed order
-            box: list[list[int]] = []
-            t = threading.Thread(target=lambda: box.append(agent.act_batch(obs).tolist()))
+            t = threading.Thread(target=lambda: out.append(agent.act_batch(obs).tolist()))
             t.start()
             t.join(timeout=30)
-            out.append(box[0])
         return out
 
     first, second = run(), run()
@@ -64,12 +62,11 @@ def test_each_thread_has_its_own_reproducible_stream(exported_model: Path) -> No
 def test_seeded_sampling_is_reproducible_and_seed_dependent(exported_model: Path) -> None:
     obs = observations(500, seed=3)
     path = exported_model / "model.onnx"
-    a = [Agent.load(path, seed=9).act(o) for o in obs[:1]]
     one = Agent.load(path, seed=9)
     two = Agent.load(path, seed=9)
     seq_one = [one.act(o) for o in obs]
     seq_two = [two.act(o) for o in obs]
-    assert seq_one == seq_two and seq_one[:1] == a
+    assert seq_one == seq_two
     assert seq_one != [Agent.load(path, seed=10).act(o) for o in obs]
     one.reseed(9)
     assert [one.act(o) for o in obs] == seq_one
@@ -108,7 +105,7 @@ def test_agent_sampling_fits_its_own_probs(exported_model: Path) -> None:
     agent = Agent.load(exported_model / "model.onnx", seed=0)
     obs = np.array([0.0, 0.3, 0.02, -0.2], np.float32)
     p = agent.probs(obs).astype(np.float64)
-    assert 0.05 < p.min()  # a state where both actions are likely
+    assert p.min() > 0.05  # a state where both actions are likely
     n = 20_000
     actions = agent.act_batch(np.broadcast_to(obs, (n, 4)))
     counts = np.bincount(actions, minlength=2)

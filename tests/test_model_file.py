@@ -65,7 +65,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_directory(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match="is a directory, expected an .onnx file"):
+    with pytest.raises(ModelLoadError, match=r"is a directory, expected an .onnx file"):
         Agent.load(tmp_path)
 
 
@@ -78,7 +78,7 @@ def test_zero_bytes(tmp_path: Path) -> None:
 def test_truncated(exported_model: Path, tmp_path: Path, fraction: float) -> None:
     data = (exported_model / "model.onnx").read_bytes()
     path = write(tmp_path, "cut.onnx", data[: int(len(data) * fraction)])
-    with pytest.raises(ModelLoadError, match="cannot load .* as an ONNX model"):
+    with pytest.raises(ModelLoadError, match=r"cannot load .* as an ONNX model"):
         Agent.load(path)
 
 
@@ -97,7 +97,7 @@ def test_text_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["model.pt", "model.torchscript.pt"])
 def test_checkpoint_renamed_to_onnx(exported_model: Path, tmp_path: Path, name: str) -> None:
     path = write(tmp_path, "model.onnx", (exported_model / name).read_bytes())
-    with pytest.raises(ModelLoadError, match="is a zip archive .*pgdeploy export"):
+    with pytest.raises(ModelLoadError, match=r"is a zip archive .*pgdeploy export"):
         Agent.load(path)
 
 
@@ -188,7 +188,7 @@ def test_sha256_check(exported_model: Path) -> None:
     path = exported_model / "model.onnx"
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert Agent.load(path, expected_sha256=digest.upper()).model.sha256 == digest
-    with pytest.raises(ModelLoadError, match="has sha256 .* the file was modified"):
+    with pytest.raises(ModelLoadError, match=r"has sha256 .* the file was modified"):
         Agent.load(path, expected_sha256="0" * 64)
 
 

@@ -69,7 +69,7 @@ def test_act_batch_wrong_shape(agent: Agent, batch: Any, match: str) -> None:
     ],
 )
 def test_non_numeric_dtypes_are_refused(agent: Agent, obs: Any) -> None:
-    with pytest.raises(ObservationError, match="must be real numbers .*got dtype"):
+    with pytest.raises(ObservationError, match=r"must be real numbers .*got dtype"):
         agent.act(obs)
     with pytest.raises(ObservationError, match="must be real numbers"):
         agent.act_batch([obs])

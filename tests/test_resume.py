@@ -44,7 +44,7 @@ def test_checkpoint_without_resume_section_is_refused(tmp_path: Path) -> None:
     train(CONFIG, out_dir=tmp_path)
     checkpoint = load_checkpoint(tmp_path / "model.pt")
     checkpoint.resume = {}
-    with pytest.raises(CheckpointError, match="cannot be resumed: .*lacks \\['env_steps'"):
+    with pytest.raises(CheckpointError, match=r"cannot be resumed: .*lacks \['env_steps'"):
         train(CONFIG, resume_from=checkpoint)
 
 
