@@ -117,11 +117,17 @@ def checkpoint_from_dict(data: Any, *, source: str) -> Checkpoint:
     state = data["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{source}: 'state_dict' must map names to tensors")
+    for key in ("config", "spec", "training", "resume"):
+        if not isinstance(data.get(key) or {}, dict):
+            raise CheckpointError(
+                f"{source}: {key!r} is a {type(data[key]).__name__}, expected a dict"
+            )
     try:
         config = TrainConfig.from_dict(data["config"])
         spec = PolicySpec.from_dict(data["spec"])
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source} has an invalid config or spec: {exc}") from exc
+    _check_weights(state, config, spec, source=source)
     return Checkpoint(
         config=config,
         spec=spec,
@@ -130,3 +136,26 @@ def checkpoint_from_dict(data: Any, *, source: str) -> Checkpoint:
         resume=dict(data.get("resume") or {}),
         pgdeploy_version=str(data.get("pgdeploy_version", "unknown")),
     )
+
+
+def _check_weights(
+    state: Mapping[str, torch.Tensor], config: TrainConfig, spec: PolicySpec, *, source: str
+) -> None:
+    """Names and shapes of the weights must be those the checkpoint's own config builds."""
+    expected = SoftmaxPolicy(
+        spec, hidden_sizes=config.hidden_sizes, obs_clip=config.obs_clip
+    ).state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source} state_dict does not fit its config: missing {missing}, "
+            f"unexpected {unexpected}"
+        )
+    for name, want in expected.items():
+        if tuple(state[name].shape) != tuple(want.shape):
+            raise CheckpointError(
+                f"{source} state_dict[{name!r}] has shape {tuple(state[name].shape)}, expected "
+                f"{tuple(want.shape)} for obs_dim={spec.obs_dim}, n_actions={spec.n_actions}, "
+                f"hidden_sizes={list(config.hidden_sizes)}"
+            )

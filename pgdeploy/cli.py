@@ -46,7 +46,21 @@ def main() -> None:
 )
 @click.option("--learning-rate", default=None, type=float, help="Adam step size.  [default: 0.01]")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def train(env_id: str, seed: int, out_dir: Path, quiet: bool, **overrides: Any) -> None:
+@click.option(
+    "--resume",
+    "resume_path",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Continue the run saved in this model.pt (its config; --env/--seed are ignored).",
+)
+def train(
+    env_id: str,
+    seed: int,
+    out_dir: Path,
+    quiet: bool,
+    resume_path: Path | None,
+    **overrides: Any,
+) -> None:
     """Train with REINFORCE; writes OUT/model.pt, OUT/metrics.csv and OUT/learning_curve.png."""
     from pgdeploy.config import TrainConfig
     from pgdeploy.metrics import MetricsWriter, plot_learning_curve
@@ -54,14 +68,25 @@ def train(env_id: str, seed: int, out_dir: Path, quiet: bool, **overrides: Any) 
     from pgdeploy.train import train as run_training
 
     values = {k: v for k, v in overrides.items() if v is not None}
-    config = TrainConfig(env_id=env_id, seed=seed, **values)
+    resume_from = None
+    if resume_path is not None:
+        from pgdeploy.checkpoint import load_checkpoint
+        from pgdeploy.resume import resume_config
+
+        resume_from = load_checkpoint(resume_path)
+        config = resume_config(resume_from, **values)
+        env_id, seed = config.env_id, config.seed
+    else:
+        config = TrainConfig(env_id=env_id, seed=seed, **values)
     metrics = MetricsWriter(out_dir / "metrics.csv")
     callbacks: list[Any] = [metrics]
     progress = None if quiet else ProgressReporter(config.total_timesteps)
     if progress is not None:
         callbacks.append(progress)
     try:
-        result = run_training(config, out_dir=out_dir, callbacks=tuple(callbacks))
+        result = run_training(
+            config, out_dir=out_dir, callbacks=tuple(callbacks), resume_from=resume_from
+        )
     finally:
         metrics.close()
         if progress is not None:

@@ -32,6 +32,7 @@ from pgdeploy.config import TrainConfig
 from pgdeploy.envs import policy_spec
 from pgdeploy.policy import SoftmaxPolicy
 from pgdeploy.reinforce import ReinforceLearner
+from pgdeploy.resume import resume_payload, resume_state
 from pgdeploy.rollout import RolloutCollector
 
 
@@ -71,8 +72,13 @@ def train(
     *,
     out_dir: str | Path | None = None,
     callbacks: tuple[Callback, ...] = (),
+    resume_from: Checkpoint | None = None,
 ) -> TrainResult:
-    """Run REINFORCE until solved or out of budget; write ``out_dir/model.pt`` if given."""
+    """Run REINFORCE until solved or out of budget; write ``out_dir/model.pt`` if given.
+
+    ``resume_from`` continues that checkpoint's run (see :mod:`pgdeploy.resume`); its counters
+    count against ``config.total_timesteps``.
+    """
     start = time.perf_counter()
     torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
@@ -82,16 +88,23 @@ def train(
     )
     policy = SoftmaxPolicy(spec, hidden_sizes=config.hidden_sizes, obs_clip=config.obs_clip)
     learner = ReinforceLearner(policy, config)
+    # --- resume (pgdeploy/resume.py) ---
+    resumed = resume_state(resume_from) if resume_from is not None else None
+    if resume_from is not None and resumed is not None:
+        resumed.restore(resume_from, policy, learner.optimizer)
+    # --- end resume ---
     collector = RolloutCollector(
         spec,
         num_envs=config.num_envs,
-        seed=config.seed,
+        seed=resumed.collector_seed(config.seed) if resumed else config.seed,
         hidden_sizes=config.hidden_sizes,
         obs_clip=config.obs_clip,
     )
-    window: deque[float] = deque(maxlen=config.solve_window)
+    window: deque[float] = deque(resumed.window if resumed else (), maxlen=config.solve_window)
     history: list[IterationStats] = []
-    env_steps = episodes = 0
+    env_steps, episodes, done_iterations = (
+        (resumed.env_steps, resumed.episodes, resumed.iterations) if resumed else (0, 0, 0)
+    )
     steps_to_solve: int | None = None
     try:
         while env_steps < config.total_timesteps:
@@ -104,7 +117,7 @@ def train(
             window.extend(batch.episode_returns[order].tolist())
             wall = time.perf_counter() - start
             stats = IterationStats(
-                iteration=len(history) + 1,
+                iteration=done_iterations + len(history) + 1,
                 env_steps=env_steps,
                 episodes=episodes,
                 batch_mean_return=float(batch.episode_returns.mean()),
@@ -136,7 +149,13 @@ def train(
         spec=spec,
         state_dict=policy.state_dict(),
         training=summary,
-        resume={"optimizer": learner.optimizer.state_dict()},
+        resume=resume_payload(
+            learner.optimizer,
+            env_steps=env_steps,
+            episodes=episodes,
+            iterations=done_iterations + len(history),
+            window=list(window),
+        ),
     )
     path = None
     if out_dir is not None:
@@ -166,7 +185,7 @@ def _summary(
         "steps_to_solve": steps_to_solve,
         "env_steps": last.env_steps if last else 0,
         "episodes": last.episodes if last else 0,
-        "iterations": len(history),
+        "iterations": last.iteration if last else 0,
         "final_window_mean_return": last.window_mean_return if last else None,
         "wall_seconds": round(wall_seconds, 3),
         "pgdeploy_version": __version__,

@@ -96,12 +96,36 @@ def load_model(
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(
             f"onnxruntime cannot load {str(path)!r} as an ONNX model: {first_line[:300]}"
+            f"{_hint(first_line)}"
         ) from exc
     metadata = metadata_from_props(
         session.get_modelmeta().custom_metadata_map, source=repr(str(path))
     )
     check_graph(session, metadata, source=repr(str(path)))
     return LoadedModel(session=session, metadata=metadata, sha256=digest, path=path)
+
+
+_HINTS = (
+    ("INVALID_PROTOBUF", "the file is not an ONNX model, or it is truncated"),
+    (
+        "External data",
+        "pgdeploy models keep their weights inside the .onnx file; "
+        "external data files are never read",
+    ),
+    (
+        "not a registered function/op",
+        "the graph uses an operator outside the standard ONNX "
+        "domains; pgdeploy loads no custom-op libraries",
+    ),
+)
+
+
+def _hint(message: str) -> str:
+    """A plain-words reason for the onnxruntime errors users actually meet."""
+    for marker, hint in _HINTS:
+        if marker in message:
+            return f" ({hint})"
+    return ""
 
 
 def check_graph(session: ort.InferenceSession, metadata: ModelMetadata, *, source: str) -> None:
