@@ -74,8 +74,8 @@ class ObservationChecker:
                 wide = batch[:whole].reshape(-1, self._wide_low.size)
                 rest = batch[whole:]
                 ok = bool(
-                    (wide.min(axis=0) >= self._wide_low).all()
-                    and (wide.max(axis=0) <= self._wide_high).all()
+                    (wide.min(axis=0, initial=np.inf) >= self._wide_low).all()
+                    and (wide.max(axis=0, initial=-np.inf) <= self._wide_high).all()
                     and (rest >= self._low_array).all()
                     and (rest <= self._high_array).all()
                 )
