@@ -1,4 +1,4 @@
-"""The runtime Agent: fast and public paths agree, sampling follows the contract, bad input fails."""
+"""The runtime Agent: fast and public paths agree, sampling keeps the contract, bad input fails."""
 
 from __future__ import annotations
 
@@ -147,12 +147,14 @@ def test_act_refuses_bad_float32_rows(onnx_path: Path, fast_path: bool) -> None:
 
 @pytest.mark.parametrize("n", [1, 63, 64, 65, BATCH_CHUNK + 5])
 @pytest.mark.parametrize("where", ["first", "last"])
-def test_act_batch_refuses_non_finite_and_out_of_bounds(onnx_path: Path, n: int, where: str) -> None:
+def test_act_batch_refuses_non_finite_and_out_of_bounds(
+    onnx_path: Path, n: int, where: str
+) -> None:
     agent = Agent.load(onnx_path)
     row = 0 if where == "first" else n - 1
     obs = observations(agent, n)
     obs[row, 3] = np.nan
-    with pytest.raises(ObservationError, match=rf"observation\[.*3\] is nan"):
+    with pytest.raises(ObservationError, match=r"observation\[.*3\] is nan"):
         agent.act_batch(obs)
     obs[row, 3] = 0.0
     obs[row, 0] = -9.0
