@@ -69,6 +69,11 @@ class ObservationChecker:
         with np.errstate(invalid="ignore"):
             if self._same_bounds:
                 ok = bool(batch.min() >= self.low[0] and batch.max() <= self.high[0])
+            elif len(batch) < 8 * self._rows_per_block:  # small: two reductions are cheapest
+                ok = bool(
+                    (batch.min(axis=0) >= self._low_array).all()
+                    and (batch.max(axis=0) <= self._high_array).all()
+                )
             else:
                 whole = len(batch) - len(batch) % self._rows_per_block
                 wide = batch[:whole].reshape(-1, self._wide_low.size)
