@@ -179,22 +179,33 @@ def inspect(path: Path, as_json: bool) -> None:
 @click.option(
     "--batch-sizes", default="1,64,4096,65536", show_default=True, help="Comma-separated."
 )
+@click.option(
+    "--batch-threads", default=None, type=int, help="act_batch threads.  [default: up to 2]"
+)
 @click.option("--calls", default=20_000, show_default=True, help="act() calls to time.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def bench(model: Path, threads: int, batch_sizes: str, calls: int, as_json: bool) -> None:
+def bench(
+    model: Path,
+    threads: int,
+    batch_threads: int | None,
+    batch_sizes: str,
+    calls: int,
+    as_json: bool,
+) -> None:
     """Measure act latency and act_batch throughput of MODEL on this machine."""
     from pgdeploy.runtime import Agent
     from pgdeploy.runtime.bench import run_bench
 
     sizes = tuple(int(s) for s in batch_sizes.split(",") if s.strip())
-    agent = Agent.load(model, seed=0, threads=threads)
+    agent = Agent.load(model, seed=0, threads=threads, batch_threads=batch_threads)
     result = run_bench(agent, batch_sizes=sizes, calls=calls)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
     act = result["act"]
     click.echo(
-        f"act: p50 {act['p50_us']:.2f} us, p99 {act['p99_us']:.2f} us ({act['calls']} calls)"
+        f"act: p50 {act['p50_us']:.2f} us, p99 {act['p99_us']:.2f} us ({act['calls']} calls, "
+        f"fast path: {result['fast_path']}, batch threads: {result['batch_threads']})"
     )
     for row in result["act_batch"]:
         click.echo(

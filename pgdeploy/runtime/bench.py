@@ -76,6 +76,7 @@ def run_bench(
     return {
         "model": str(agent.path),
         "fast_path": agent.uses_fast_path,
+        "batch_threads": agent.batch_threads,
         "act": asdict(act_latency(agent, calls=calls)),
         "act_batch": [asdict(batch_throughput(agent, n)) for n in batch_sizes],
     }

@@ -21,6 +21,8 @@ from pgdeploy.spec import PolicySpec
 
 OutOfBounds = Literal["reject", "clip"]
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Values per row of the wide view ``check_batch`` reduces (see there).
+_WIDE_BLOCK = 256
 
 
 class ObservationChecker:
@@ -41,6 +43,10 @@ class ObservationChecker:
         self.low, self.high = low, high
         self._low_array = np.asarray(low, np.float32)
         self._high_array = np.asarray(high, np.float32)
+        self._same_bounds = len(set(low)) == 1 and len(set(high)) == 1
+        self._rows_per_block = max(1, _WIDE_BLOCK // spec.obs_dim)
+        self._wide_low = np.tile(self._low_array, self._rows_per_block)
+        self._wide_high = np.tile(self._high_array, self._rows_per_block)
 
     def check_row(self, row: npt.NDArray[np.float32]) -> None:
         """Raise unless every value of one float32 row is finite and allowed.
@@ -53,12 +59,31 @@ class ObservationChecker:
                 self._raise_for(row[np.newaxis, :])
 
     def check_batch(self, batch: npt.NDArray[np.float32]) -> None:
-        """Raise unless every row is finite and allowed (two column reductions)."""
+        """Raise unless every row is finite and allowed.
+
+        Min/max reductions, NaN-propagating so one comparison also catches non-finite
+        values. numpy reduces a tall (n, 4) array over axis 0 slowly (~7 ms at n=65,536), so
+        rows are viewed as wide (n / k, k * obs_dim) blocks against tiled bounds (~0.2 ms),
+        or the whole batch is reduced flat when every dimension has the same bounds.
+        """
         with np.errstate(invalid="ignore"):
-            ok = bool(
-                (batch.min(axis=0) >= self._low_array).all()
-                and (batch.max(axis=0) <= self._high_array).all()
-            )
+            if self._same_bounds:
+                ok = bool(batch.min() >= self.low[0] and batch.max() <= self.high[0])
+            elif len(batch) < 8 * self._rows_per_block:  # small: two reductions are cheapest
+                ok = bool(
+                    (batch.min(axis=0) >= self._low_array).all()
+                    and (batch.max(axis=0) <= self._high_array).all()
+                )
+            else:
+                whole = len(batch) - len(batch) % self._rows_per_block
+                wide = batch[:whole].reshape(-1, self._wide_low.size)
+                rest = batch[whole:]
+                ok = bool(
+                    (wide.min(axis=0, initial=np.inf) >= self._wide_low).all()
+                    and (wide.max(axis=0, initial=-np.inf) <= self._wide_high).all()
+                    and (rest >= self._low_array).all()
+                    and (rest <= self._high_array).all()
+                )
         if not ok:
             self._raise_for(batch)
 
