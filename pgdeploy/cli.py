@@ -146,10 +146,10 @@ def train(
     if presets and not quiet:
         click.echo(f"preset for {env_id}: {presets} (--no-preset to skip)", err=True)
     save_config(config, out_dir)
-    metrics = MetricsWriter(out_dir / f"metrics.{metrics_format}")
-    callbacks: list[Any] = [metrics]
-    if tensorboard_dir is not None:
+    callbacks: list[Any] = []
+    if tensorboard_dir is not None:  # first: a missing extra fails before any file is open
         callbacks.append(TensorBoardWriter(tensorboard_dir))
+    callbacks.append(MetricsWriter(out_dir / f"metrics.{metrics_format}"))
     if not quiet:
         callbacks.append(ProgressReporter(config.total_timesteps))
     try:
