@@ -119,6 +119,7 @@ def _int_tuple(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[
 @click.pass_context
 def train(
     ctx: click.Context,
+    /,
     config_file: Path | None,
     preset: bool,
     out_dir: Path,
@@ -173,7 +174,10 @@ def train(
 
 def _given(ctx: click.Context, name: str) -> bool:
     source = ctx.get_parameter_source(name)
-    return source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    return source in (
+        click.core.ParameterSource.COMMANDLINE,
+        click.core.ParameterSource.ENVIRONMENT,
+    )
 
 
 @main.command()
@@ -231,7 +235,7 @@ def run(
     from pgdeploy.runtime import Agent, play
 
     agent = Agent.load(model, seed=seed, deterministic=deterministic)
-    env = make_play_env(env_id or agent.spec.env_id, render=render, video_dir=video_dir)
+    env: Any = make_play_env(env_id or agent.spec.env_id, render=render, video_dir=video_dir)
     try:
         report = play(agent, env, episodes=episodes, seed=seed)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import sys
@@ -98,8 +99,7 @@ def make_play_env(
     """
     if render and video_dir is not None:
         raise UnsupportedEnvError(
-            "--render and --record-video cannot be combined (one env has one render mode); "
-            "pick one"
+            "--render and --record-video cannot be combined (one env has one render mode); pick one"
         )
     if render and not has_display():
         raise UnsupportedEnvError(
@@ -108,7 +108,7 @@ def make_play_env(
         )
     if video_dir is not None:
         try:
-            import moviepy  # noqa: F401
+            importlib.import_module("moviepy")
         except ImportError as exc:
             raise missing_dependency("moviepy", "video", "--record-video") from exc
     mode = "human" if render else "rgb_array" if video_dir is not None else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 from typing import IO
@@ -72,7 +73,7 @@ class TensorBoardWriter:
 
     def __init__(self, log_dir: str | Path) -> None:
         try:
-            import tensorboard  # noqa: F401
+            importlib.import_module("tensorboard")
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:
             raise missing_dependency("tensorboard", "tensorboard", "--tensorboard logging") from exc
