@@ -23,8 +23,8 @@ demo: install
 	$(PGDEPLOY) run $(DEMO_DIR)/model.onnx --episodes 20 --seed 0
 
 lint: install
-	$(VENV)/bin/ruff check pgdeploy tests benchmarks examples
-	$(VENV)/bin/ruff format --check pgdeploy tests benchmarks examples
+	$(VENV)/bin/ruff check pgdeploy tests benchmarks examples tools
+	$(VENV)/bin/ruff format --check pgdeploy tests benchmarks examples tools
 	$(VENV)/bin/mypy
 
 test: lint

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+import types
+import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,79 +32,169 @@ def main() -> None:
     """Train a REINFORCE policy, export it to ONNX/TorchScript, and run it with onnxruntime."""
 
 
+#: Extra spellings of generated flags (``--env`` is what SB3/RL Zoo users type).
+_ALIASES = {"env_id": ["--env"]}
+
+
+def _config_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One flag per TrainConfig field, generated so new fields appear without CLI edits."""
+    from pgdeploy.config_file import config_fields
+
+    for field in reversed(config_fields()):
+        decls, kwargs = _option(field)
+        decls += _ALIASES.get(field.name, [])
+        command = click.option(*decls, field.name, **kwargs)(command)
+    return command
+
+
+def _option(field: Any) -> tuple[list[str], dict[str, Any]]:
+    kind, args = typing.get_origin(field.type), typing.get_args(field.type)
+    doc = field.doc.replace("``", "")
+    kwargs: dict[str, Any] = {"default": field.default, "show_default": True, "help": doc}
+    if field.type is bool:
+        return [f"{field.flag}/--no-{field.flag[2:]}"], kwargs
+    if kind is typing.Literal:
+        return [field.flag], {**kwargs, "type": click.Choice([str(a) for a in args])}
+    if kind is tuple:
+        default = ",".join(str(v) for v in field.default)
+        return [field.flag], {
+            **kwargs,
+            "default": default,
+            "callback": _int_tuple,
+            "metavar": "N[,N...]",
+        }
+    if kind in (typing.Union, types.UnionType):
+        (inner,) = [a for a in args if a is not type(None)]
+        return [field.flag], {**kwargs, "type": inner, "show_default": "env's reward_threshold"}
+    return [field.flag], {**kwargs, "type": field.type}
+
+
+def _int_tuple(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[int, ...]:
+    if isinstance(value, tuple):
+        return value
+    try:
+        return tuple(int(v) for v in str(value).split(",") if v.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from exc
+
+
 @main.command()
-@click.option("--env", "env_id", default="CartPole-v1", show_default=True, help="Gymnasium env id.")
-@click.option("--seed", default=0, show_default=True, help="Seed for torch, envs and sampling.")
+@_config_options
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML, YAML or JSON file of config fields; flags given on the command line win.",
+)
+@click.option(
+    "--preset/--no-preset",
+    default=True,
+    show_default=True,
+    help="Apply the env's preset (pgdeploy.presets) under the config file and flags.",
+)
 @click.option(
     "--out",
     "out_dir",
     default="runs/latest",
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder.",
+    help="Output folder: model.pt, config.json, metrics, learning_curve.png.",
 )
-@click.option("--num-envs", default=None, type=int, help="Envs stepped together.  [default: 16]")
 @click.option(
-    "--total-timesteps", default=None, type=int, help="Env-step budget.  [default: 500000]"
+    "--metrics-format",
+    type=click.Choice(["csv", "jsonl"]),
+    default="csv",
+    show_default=True,
+    help="Per-iteration metrics file: OUT/metrics.csv or OUT/metrics.jsonl.",
 )
-@click.option("--learning-rate", default=None, type=float, help="Adam step size.  [default: 0.01]")
-@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option(
+    "--tensorboard",
+    "tensorboard_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also log scalars for TensorBoard here (needs the 'tensorboard' extra).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress output (the final line stays).")
 @click.option(
     "--resume",
     "resume_path",
     default=None,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Continue the run saved in this model.pt (its config; --env/--seed are ignored).",
+    help="Continue the run saved in this model.pt with its config; flags given override it.",
 )
+@click.pass_context
 def train(
-    env_id: str,
-    seed: int,
+    ctx: click.Context,
+    /,
+    config_file: Path | None,
+    preset: bool,
     out_dir: Path,
+    metrics_format: str,
+    tensorboard_dir: Path | None,
     quiet: bool,
     resume_path: Path | None,
-    **overrides: Any,
+    **fields: Any,
 ) -> None:
-    """Train with REINFORCE; writes OUT/model.pt, OUT/metrics.csv and OUT/learning_curve.png."""
-    from pgdeploy.config import TrainConfig
-    from pgdeploy.metrics import MetricsWriter, plot_learning_curve
+    """Train with REINFORCE; writes OUT/model.pt, OUT/config.json, metrics and a learning curve.
+
+    Every hyperparameter is a flag. Precedence, lowest first: defaults, the env's preset,
+    --config FILE, flags given on the command line.
+    """
+    from pgdeploy.config_file import build_config, load_config_file, save_config
+    from pgdeploy.metrics import MetricsWriter, TensorBoardWriter, plot_learning_curve
+    from pgdeploy.presets import preset_for
     from pgdeploy.progress import ProgressReporter
     from pgdeploy.train import train as run_training
 
-    values = {k: v for k, v in overrides.items() if v is not None}
+    given = {k: v for k, v in fields.items() if _given(ctx, k)}
+    from_file = load_config_file(config_file) if config_file is not None else {}
     resume_from = None
     if resume_path is not None:
         from pgdeploy.checkpoint import load_checkpoint
-        from pgdeploy.resume import resume_config
 
         resume_from = load_checkpoint(resume_path)
-        config = resume_config(resume_from, **values)
-        env_id, seed = config.env_id, config.seed
+        base = resume_from.config.to_dict()
+        config = build_config(base, from_file, given)
     else:
-        config = TrainConfig(env_id=env_id, seed=seed, **values)
-    metrics = MetricsWriter(out_dir / "metrics.csv")
-    callbacks: list[Any] = [metrics]
-    progress = None if quiet else ProgressReporter(config.total_timesteps)
-    if progress is not None:
-        callbacks.append(progress)
+        env_id = given.get("env_id", from_file.get("env_id", fields["env_id"]))
+        presets = preset_for(env_id) if preset else {}
+        config = build_config(presets, from_file, given | {"env_id": env_id})
+        if presets and not quiet:
+            click.echo(f"preset for {env_id}: {presets} (--no-preset to skip)", err=True)
+    save_config(config, out_dir)
+    callbacks: list[Any] = []
+    if tensorboard_dir is not None:  # first: a missing extra fails before any file is open
+        callbacks.append(TensorBoardWriter(tensorboard_dir))
+    callbacks.append(MetricsWriter(out_dir / f"metrics.{metrics_format}"))
+    if not quiet:
+        callbacks.append(ProgressReporter(config.total_timesteps))
     try:
         result = run_training(
             config, out_dir=out_dir, callbacks=tuple(callbacks), resume_from=resume_from
         )
     finally:
-        metrics.close()
-        if progress is not None:
-            progress.close()
+        for callback in callbacks:
+            callback.close()
     summary = result.summary
     plot_learning_curve(
         result.history,
         out_dir / "learning_curve.png",
-        title=f"REINFORCE on {env_id} (seed {seed})",
+        title=f"REINFORCE on {config.env_id} (seed {config.seed})",
         threshold=summary["reward_threshold"],
     )
     click.echo(
         f"{summary['stop_reason']} after {summary['env_steps']} env steps, "
         f"{summary['episodes']} episodes, {summary['wall_seconds']:.2f} s; "
         f"wrote {result.checkpoint_path}"
+    )
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source in (
+        click.core.ParameterSource.COMMANDLINE,
+        click.core.ParameterSource.ENVIRONMENT,
     )
 
 
@@ -138,12 +231,29 @@ def export(checkpoint: Path, out_dir: Path | None, atol: float) -> None:
     "--seed", default=0, show_default=True, help="Seeds the env's first reset and the agent."
 )
 @click.option("--deterministic", is_flag=True, help="Greedy actions instead of sampling.")
-def run(model: Path, env_id: str | None, episodes: int, seed: int, deterministic: bool) -> None:
+@click.option("--render", is_flag=True, help="Show the env in a window (needs a display).")
+@click.option(
+    "--record-video",
+    "video_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write one MP4 per episode here (gymnasium's RecordVideo; needs the 'video' extra).",
+)
+def run(
+    model: Path,
+    env_id: str | None,
+    episodes: int,
+    seed: int,
+    deterministic: bool,
+    render: bool,
+    video_dir: Path | None,
+) -> None:
     """Play episodes with the runtime agent; print returns and act latency."""
+    from pgdeploy.envs import make_play_env
     from pgdeploy.runtime import Agent, play
 
     agent = Agent.load(model, seed=seed, deterministic=deterministic)
-    env = _make_env(env_id or agent.spec.env_id)
+    env: Any = make_play_env(env_id or agent.spec.env_id, render=render, video_dir=video_dir)
     try:
         report = play(agent, env, episodes=episodes, seed=seed)
     finally:
@@ -154,12 +264,8 @@ def run(model: Path, env_id: str | None, episodes: int, seed: int, deterministic
         f"mean return {report.mean_return:.2f} over {episodes} episodes; act latency "
         f"p50 {report.act_latency_us(50):.1f} us, p99 {report.act_latency_us(99):.1f} us"
     )
-
-
-def _make_env(env_id: str) -> Any:
-    from pgdeploy.envs import make_env
-
-    return make_env(env_id)
+    if video_dir is not None:
+        click.echo(f"videos in {video_dir}")
 
 
 @main.command()

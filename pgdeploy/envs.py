@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import math
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from pgdeploy.errors import UnsupportedEnvError
+from pgdeploy.errors import UnsupportedEnvError, missing_dependency
 from pgdeploy.spec import PolicySpec
 
 SUPPORTED = "a 1-D Box observation space and a Discrete action space with >= 2 actions"
@@ -83,3 +87,41 @@ def policy_spec(env_id: str) -> PolicySpec:
 def _bound(value: float) -> float:
     """Float32's largest finite value is what gymnasium uses for 'unbounded' in many envs."""
     return math.copysign(math.inf, value) if abs(value) >= 3.4e38 else float(value)
+
+
+def make_play_env(
+    env_id: str, *, render: bool = False, video_dir: str | Path | None = None
+) -> gym.Env[Any, Any]:
+    """An env for watching a policy: a window (``render``) and/or MP4s in ``video_dir``.
+
+    Both are checked before the env is made, so a missing display or a missing ``moviepy``
+    fails fast with the fix instead of deep inside gymnasium's renderer.
+    """
+    if render and video_dir is not None:
+        raise UnsupportedEnvError(
+            "--render and --record-video cannot be combined (one env has one render mode); pick one"
+        )
+    if render and not has_display():
+        raise UnsupportedEnvError(
+            "--render needs a display, but neither DISPLAY nor WAYLAND_DISPLAY is set; "
+            "use --record-video DIR to watch the agent on a headless machine"
+        )
+    if video_dir is not None:
+        try:
+            importlib.import_module("moviepy")
+        except ImportError as exc:
+            raise missing_dependency("moviepy", "video", "--record-video") from exc
+    mode = "human" if render else "rgb_array" if video_dir is not None else None
+    env = make_env(env_id, render_mode=mode) if mode else make_env(env_id)
+    if video_dir is not None:
+        env = gym.wrappers.RecordVideo(
+            env, str(video_dir), episode_trigger=lambda _: True, disable_logger=True
+        )
+    return env
+
+
+def has_display() -> bool:
+    """Whether a window can open: X11/Wayland variables on Linux, always on macOS/Windows."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))

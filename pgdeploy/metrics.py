@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 from typing import IO
@@ -62,3 +63,27 @@ def plot_learning_curve(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+class TensorBoardWriter:
+    """A training callback logging every IterationStats field as a TensorBoard scalar.
+
+    ``torch.utils.tensorboard`` needs the ``tensorboard`` package, imported only here.
+    """
+
+    def __init__(self, log_dir: str | Path) -> None:
+        try:
+            importlib.import_module("tensorboard")
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise missing_dependency("tensorboard", "tensorboard", "--tensorboard logging") from exc
+        self._writer = SummaryWriter(log_dir=str(log_dir))
+
+    def __call__(self, stats: IterationStats) -> None:
+        for name, value in dataclasses.asdict(stats).items():
+            if name not in ("iteration", "env_steps"):
+                self._writer.add_scalar(f"train/{name}", value, global_step=stats.env_steps)
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
