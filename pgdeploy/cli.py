@@ -44,7 +44,7 @@ def main() -> None:
 @click.option(
     "--total-timesteps", default=None, type=int, help="Env-step budget.  [default: 500000]"
 )
-@click.option("--learning-rate", default=None, type=float, help="Adam step size.  [default: 0.05]")
+@click.option("--learning-rate", default=None, type=float, help="Adam step size.  [default: 0.01]")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def train(env_id: str, seed: int, out_dir: Path, quiet: bool, **overrides: Any) -> None:
     """Train with REINFORCE; writes OUT/model.pt, OUT/metrics.csv and OUT/learning_curve.png."""
