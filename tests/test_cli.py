@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +45,8 @@ def test_every_config_field_is_a_train_flag_with_its_default() -> None:
     text = " ".join(invoke("train", "--help").split())
     for field in config_fields():
         assert field.flag in text
-    assert "--learning-rate FLOAT Adam step size. [default: 0.01]" in text
+    default_lr = TrainConfig().learning_rate
+    assert re.search(rf"--learning-rate FLOAT Adam step size\..*\[default: {default_lr}\]", text)
     assert "--no-normalize-obs" in text
 
 
