@@ -113,11 +113,24 @@ def make_play_env(
             raise missing_dependency("moviepy", "video", "--record-video") from exc
     mode = "human" if render else "rgb_array" if video_dir is not None else None
     env = make_env(env_id, render_mode=mode) if mode else make_env(env_id)
+    if mode is not None:
+        _check_renderer(env, env_id)
     if video_dir is not None:
         env = gym.wrappers.RecordVideo(
             env, str(video_dir), episode_trigger=lambda _: True, disable_logger=True
         )
     return env
+
+
+def _check_renderer(env: gym.Env[Any, Any], env_id: str) -> None:
+    """Render one frame now, so a missing renderer (pygame for classic control) is a typed
+    error naming the extra here, not a gymnasium traceback at the first step."""
+    try:
+        env.reset()
+        env.render()
+    except gym.error.DependencyNotInstalled as exc:
+        env.close()
+        raise missing_dependency("pygame", "video", f"rendering {env_id} ({exc})") from exc
 
 
 def has_display() -> bool:

@@ -25,6 +25,9 @@ def invoke(*args: str, ok: bool = True) -> str:
     result = CliRunner().invoke(main, list(args), prog_name="pgdeploy")
     if ok and result.exit_code != 0:
         raise AssertionError(f"exit {result.exit_code}: {result.output}") from result.exception
+    if not ok:  # a clean ClickException: exit 1, no exception escaping the command
+        assert result.exit_code in (1, 2), result.output
+        assert isinstance(result.exception, SystemExit), result.exception
     return result.output
 
 
@@ -159,6 +162,23 @@ def test_record_video_without_moviepy_names_the_extra(
     args = [str(exported_model / "model.onnx"), "--record-video", str(tmp_path / "v")]
     output = invoke("run", *args, ok=False)
     assert 'pip install "pgdeploy[video]"' in output
+
+
+def test_record_video_without_a_renderer_names_the_extra(
+    exported_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "pygame", None)
+    args = [str(exported_model / "model.onnx"), "--record-video", str(tmp_path / "v")]
+    output = invoke("run", *args, ok=False)
+    assert "rendering CartPole-v1" in output and 'pip install "pgdeploy[video]"' in output
+
+
+def test_record_video_writes_one_mp4_per_episode(exported_model: Path, tmp_path: Path) -> None:
+    args = [str(exported_model / "model.onnx"), "--episodes", "2", "--record-video"]
+    invoke("run", *args, str(tmp_path / "v"))
+    videos = sorted(p.name for p in (tmp_path / "v").glob("*.mp4"))
+    assert videos == ["rl-video-episode-0.mp4", "rl-video-episode-1.mp4"]
+    assert all((tmp_path / "v" / name).stat().st_size > 1000 for name in videos)
 
 
 @pytest.mark.parametrize("name", ["model.pt", "model.onnx", "model.torchscript.pt"])
