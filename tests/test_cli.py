@@ -155,22 +155,16 @@ def test_run_render_without_display_is_a_clear_error(
     assert "--render needs a display" in output and "--record-video" in output
 
 
-def test_record_video_without_moviepy_names_the_extra(
-    exported_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "module, what", [("moviepy", "--record-video"), ("pygame", "rendering CartPole-v1")]
+)
+def test_record_video_without_its_extra_names_the_extra(
+    exported_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, what: str
 ) -> None:
-    monkeypatch.setitem(sys.modules, "moviepy", None)
+    monkeypatch.setitem(sys.modules, module, None)
     args = [str(exported_model / "model.onnx"), "--record-video", str(tmp_path / "v")]
     output = invoke("run", *args, ok=False)
-    assert 'pip install "pgdeploy[video]"' in output
-
-
-def test_record_video_without_a_renderer_names_the_extra(
-    exported_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "pygame", None)
-    args = [str(exported_model / "model.onnx"), "--record-video", str(tmp_path / "v")]
-    output = invoke("run", *args, ok=False)
-    assert "rendering CartPole-v1" in output and 'pip install "pgdeploy[video]"' in output
+    assert what in output and 'pip install "pgdeploy[video]"' in output
 
 
 def test_record_video_writes_one_mp4_per_episode(exported_model: Path, tmp_path: Path) -> None:
