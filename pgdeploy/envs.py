@@ -94,8 +94,9 @@ def make_play_env(
 ) -> gym.Env[Any, Any]:
     """An env for watching a policy: a window (``render``) and/or MP4s in ``video_dir``.
 
-    Both are checked before the env is made, so a missing display or a missing ``moviepy``
-    fails fast with the fix instead of deep inside gymnasium's renderer.
+    A missing display or ``moviepy`` is caught before the env is made, and a missing
+    renderer (pygame) by one probe frame right after, so each fails fast with its fix
+    instead of deep inside gymnasium's renderer.
     """
     if render and video_dir is not None:
         raise UnsupportedEnvError(

@@ -101,11 +101,10 @@ def train(
     )
     policy = SoftmaxPolicy(spec, hidden_sizes=config.hidden_sizes, obs_clip=config.obs_clip)
     learner = ReinforceLearner(policy, config)
-    # --- resume (pgdeploy/resume.py) ---
-    resumed = resume_state(resume_from) if resume_from is not None else None
-    if resume_from is not None and resumed is not None:
+    resumed = None
+    if resume_from is not None:
+        resumed = resume_state(resume_from)
         resumed.restore(resume_from, policy, learner.optimizer)
-    # --- end resume ---
     collector = RolloutCollector(
         spec,
         num_envs=config.num_envs,

@@ -74,9 +74,6 @@ class _BoundSingleStep:
     def available(session: ort.InferenceSession) -> bool:
         return hasattr(session, "_sess") and hasattr(session._sess, "run_with_iobinding")
 
-    def run(self) -> None:
-        self.run_bound(self.binding, self.run_options)
-
 
 class _ThreadState(threading.local):
     stream: UniformStream | None = None
