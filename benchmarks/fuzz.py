@@ -43,9 +43,9 @@ def record(name: str, fn: Callable[[], Any], expected: type[Exception]) -> None:
 
 
 def make_model(folder: Path) -> Path:
-    from pgdeploy.config import TrainConfig
     from pgdeploy.export import export_checkpoint
-    from pgdeploy.train import train
+    from pgdeploy.training.config import TrainConfig
+    from pgdeploy.training.train import train
 
     train(TrainConfig(seed=0, num_envs=4, hidden_sizes=(16,), total_timesteps=1000), out_dir=folder)
     export_checkpoint(folder / "model.pt", n_random=256, n_on_policy=256)

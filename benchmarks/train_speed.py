@@ -40,7 +40,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def run_pgdeploy(seed: int, out: Path) -> dict[str, Any]:
-    from pgdeploy.checkpoint import load_checkpoint
+    from pgdeploy.training.checkpoint import load_checkpoint
 
     cmd = [sys.executable, "-m", "pgdeploy", "train", "--seed", str(seed), "--out", str(out)]
     start = time.perf_counter()

@@ -38,7 +38,7 @@ _ALIASES = {"env_id": ["--env"]}
 
 def _config_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """One flag per TrainConfig field, generated so new fields appear without CLI edits."""
-    from pgdeploy.config_file import config_fields
+    from pgdeploy.training.config_files import config_fields
 
     for field in reversed(config_fields()):
         decls, kwargs = _option(field)
@@ -91,7 +91,7 @@ def _int_tuple(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[
     "--preset/--no-preset",
     default=True,
     show_default=True,
-    help="Apply the env's preset (pgdeploy.presets) under the config file and flags.",
+    help="Apply the env's preset (pgdeploy.training.presets) under the config file and flags.",
 )
 @click.option(
     "--out",
@@ -141,48 +141,28 @@ def train(
     Every hyperparameter is a flag. Precedence, lowest first: defaults, the env's preset,
     --config FILE, flags given on the command line.
     """
-    from pgdeploy.config_file import build_config, load_config_file, save_config
-    from pgdeploy.metrics import MetricsWriter, TensorBoardWriter, plot_learning_curve
-    from pgdeploy.presets import preset_for
-    from pgdeploy.progress import ProgressReporter
-    from pgdeploy.train import train as run_training
+    from pgdeploy.training.checkpoint import load_checkpoint
+    from pgdeploy.training.run import resolve_config, run_training
 
     given = {k: v for k, v in fields.items() if _given(ctx, k)}
-    from_file = load_config_file(config_file) if config_file is not None else {}
-    resume_from = None
-    if resume_path is not None:
-        from pgdeploy.checkpoint import load_checkpoint
-
-        resume_from = load_checkpoint(resume_path)
-        base = resume_from.config.to_dict()
-        config = build_config(base, from_file, given)
-    else:
-        env_id = given.get("env_id", from_file.get("env_id", fields["env_id"]))
-        presets = preset_for(env_id) if preset else {}
-        config = build_config(presets, from_file, given | {"env_id": env_id})
-        if presets and not quiet:
-            click.echo(f"preset for {env_id}: {presets} (--no-preset to skip)", err=True)
-    save_config(config, out_dir)
-    callbacks: list[Any] = []
-    if tensorboard_dir is not None:  # first: a missing extra fails before any file is open
-        callbacks.append(TensorBoardWriter(tensorboard_dir))
-    callbacks.append(MetricsWriter(out_dir / f"metrics.{metrics_format}"))
-    if not quiet:
-        callbacks.append(ProgressReporter(config.total_timesteps))
-    try:
-        result = run_training(
-            config, out_dir=out_dir, callbacks=tuple(callbacks), resume_from=resume_from
-        )
-    finally:
-        for callback in callbacks:
-            callback.close()
-    summary = result.summary
-    plot_learning_curve(
-        result.history,
-        out_dir / "learning_curve.png",
-        title=f"REINFORCE on {config.env_id} (seed {config.seed})",
-        threshold=summary["reward_threshold"],
+    resume_from = load_checkpoint(resume_path) if resume_path is not None else None
+    resolved = resolve_config(
+        given, config_file=config_file, resume_from=resume_from, use_preset=preset
     )
+    config = resolved.config
+    if resolved.preset and not quiet:
+        click.echo(
+            f"preset for {config.env_id}: {dict(resolved.preset)} (--no-preset to skip)", err=True
+        )
+    result = run_training(
+        config,
+        out_dir,
+        resume_from=resume_from,
+        metrics_format=metrics_format,  # type: ignore[arg-type]
+        tensorboard_dir=tensorboard_dir,
+        progress=not quiet,
+    )
+    summary = result.summary
     click.echo(
         f"{summary['stop_reason']} after {summary['env_steps']} env steps, "
         f"{summary['episodes']} episodes, {summary['wall_seconds']:.2f} s; "
@@ -273,7 +253,7 @@ def run(
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def inspect(path: Path, as_json: bool) -> None:
     """Print what a model file (.onnx, model.pt, .torchscript.pt) says about itself."""
-    from pgdeploy.describe import describe, format_text
+    from pgdeploy.export.inspect import describe, format_text
 
     info = describe(path)
     click.echo(json.dumps(info, indent=2) if as_json else format_text(info))

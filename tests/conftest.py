@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pgdeploy.config import TrainConfig
+from pgdeploy.training.config import TrainConfig
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +17,7 @@ def exported_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     whose observation statistics and weights are not at their initial values.
     """
     from pgdeploy.export import export_checkpoint
-    from pgdeploy.train import train
+    from pgdeploy.training.train import train
 
     folder = tmp_path_factory.mktemp("cartpole")
     train(TrainConfig(seed=0, total_timesteps=5_000), out_dir=folder)

@@ -22,9 +22,9 @@ def exported_folder(request: pytest.FixtureRequest) -> Path:
     except pytest.FixtureLookupError:
         pass
     if "folder" not in _BUILT:
-        from pgdeploy.config import TrainConfig
         from pgdeploy.export import export_checkpoint
-        from pgdeploy.train import train
+        from pgdeploy.training.config import TrainConfig
+        from pgdeploy.training.train import train
 
         folder = request.getfixturevalue("tmp_path_factory").mktemp("runtime_model")
         train(TrainConfig(seed=0, total_timesteps=2_000), out_dir=folder)

@@ -12,12 +12,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pgdeploy.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from pgdeploy.cli import main
-from pgdeploy.config import TrainConfig
 from pgdeploy.envs import policy_spec
 from pgdeploy.errors import CheckpointError
-from pgdeploy.policy import SoftmaxPolicy
+from pgdeploy.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.policy import SoftmaxPolicy
 
 
 class CreatesFile:

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from pgdeploy import __version__
 from pgdeploy.cli import main
-from pgdeploy.config import TrainConfig
-from pgdeploy.config_file import config_fields
+from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.config_files import config_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 GUESS = "tests.tiny_envs:Guess-v0"
@@ -127,7 +127,7 @@ def test_tensorboard_missing_names_the_extra(
 
 
 def test_preset_applies_and_flags_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pgdeploy import presets
+    from pgdeploy.training import presets
 
     monkeypatch.setattr(presets, "PRESETS", {GUESS: {"num_envs": 5, "learning_rate": 0.05}})
     out = tmp_path / "out"

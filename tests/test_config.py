@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pgdeploy.config import TrainConfig
 from pgdeploy.errors import ConfigError
+from pgdeploy.training.config import TrainConfig
 
 
 def test_round_trip_through_dict() -> None:

@@ -12,9 +12,9 @@ import numpy as np
 import onnx
 import pytest
 
-from pgdeploy.checkpoint import load_checkpoint
 from pgdeploy.errors import ExportVerificationError
 from pgdeploy.export import OPSET, export_checkpoint
+from pgdeploy.training.checkpoint import load_checkpoint
 
 STANDALONE = """
 import json, sys

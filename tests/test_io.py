@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pgdeploy._io import atomic_write, atomic_write_text
-from pgdeploy.checkpoint import load_checkpoint
+from pgdeploy.training.checkpoint import load_checkpoint
 
 # Imports torch once, then forks writers and SIGKILLs them at random moments; after every
 # kill it loads the checkpoint under its final name and reports what it found.
@@ -19,10 +19,10 @@ _KILL_LOOP = textwrap.dedent(
     """
     import json, os, random, signal, sys, time
     import torch
-    from pgdeploy.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-    from pgdeploy.config import TrainConfig
+    from pgdeploy.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from pgdeploy.training.config import TrainConfig
     from pgdeploy.envs import policy_spec
-    from pgdeploy.policy import SoftmaxPolicy
+    from pgdeploy.training.policy import SoftmaxPolicy
 
     path, kills = sys.argv[1], int(sys.argv[2])
     config = TrainConfig(hidden_sizes=(256, 256))

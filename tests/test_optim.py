@@ -6,7 +6,7 @@ import copy
 
 import torch
 
-from pgdeploy.optim import Adam
+from pgdeploy.training.optim import Adam
 
 
 def make_model() -> torch.nn.Module:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from pgdeploy.checkpoint import load_checkpoint
-from pgdeploy.policy import DeployablePolicy
+from pgdeploy.export.reference import TorchAgent
 from pgdeploy.runtime import Agent, inverse_cdf, play
-from pgdeploy.torch_agent import TorchAgent
+from pgdeploy.training.checkpoint import load_checkpoint
+from pgdeploy.training.policy import DeployablePolicy
 
 FORMATS = ["pytorch", "deployable", "torchscript", "onnx"]
 

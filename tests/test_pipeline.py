@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pgdeploy.checkpoint import load_checkpoint
 from pgdeploy.cli import main
+from pgdeploy.training.checkpoint import load_checkpoint
 
 
 def invoke(*args: str) -> str:

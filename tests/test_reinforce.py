@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from pgdeploy.config import TrainConfig
 from pgdeploy.envs import policy_spec
-from pgdeploy.policy import SoftmaxPolicy
-from pgdeploy.reinforce import ReinforceLearner, discounted_returns, timestep_baseline
-from pgdeploy.rollout import EpisodeBatch
+from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.policy import SoftmaxPolicy
+from pgdeploy.training.reinforce import ReinforceLearner, discounted_returns, timestep_baseline
+from pgdeploy.training.rollout import EpisodeBatch
 
 
 def naive_returns(rewards: np.ndarray, mask: np.ndarray, gamma: float) -> np.ndarray:

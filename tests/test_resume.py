@@ -8,12 +8,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pgdeploy.checkpoint import load_checkpoint
 from pgdeploy.cli import main
-from pgdeploy.config import TrainConfig
 from pgdeploy.errors import CheckpointError
-from pgdeploy.resume import resume_config, resume_state
-from pgdeploy.train import train
+from pgdeploy.training.checkpoint import load_checkpoint, resume_config, resume_state
+from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.train import train
 
 CONFIG = TrainConfig(seed=3, num_envs=4, hidden_sizes=(16,), total_timesteps=600)
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from pgdeploy.envs import policy_spec
-from pgdeploy.policy import SoftmaxPolicy, sample_actions
-from pgdeploy.rollout import ActingNet, EpisodeBatch, RolloutCollector
+from pgdeploy.training.policy import SoftmaxPolicy, sample_actions
+from pgdeploy.training.rollout import ActingNet, EpisodeBatch, RolloutCollector
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from pgdeploy.checkpoint import load_checkpoint
-from pgdeploy.config import TrainConfig
-from pgdeploy.train import IterationStats, train
+from pgdeploy.training.checkpoint import load_checkpoint
+from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.train import IterationStats, train
 
 MATCH_ID = "pgdeploy-test/MatchSign-v0"
 

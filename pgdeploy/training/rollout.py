@@ -16,9 +16,9 @@ import numpy.typing as npt
 import torch
 
 from pgdeploy.envs import make_vector_env
-from pgdeploy.policy import DeployablePolicy, SoftmaxPolicy, sample_actions
 from pgdeploy.runtime.sampling import UniformStream
 from pgdeploy.spec import PolicySpec
+from pgdeploy.training.policy import DeployablePolicy, SoftmaxPolicy, sample_actions
 
 
 @dataclass(frozen=True)

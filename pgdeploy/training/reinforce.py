@@ -8,10 +8,10 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from pgdeploy.config import TrainConfig
-from pgdeploy.optim import Adam
-from pgdeploy.policy import SoftmaxPolicy
-from pgdeploy.rollout import EpisodeBatch
+from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.optim import Adam
+from pgdeploy.training.policy import SoftmaxPolicy
+from pgdeploy.training.rollout import EpisodeBatch
 
 
 def discounted_returns(

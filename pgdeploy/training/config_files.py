@@ -1,9 +1,9 @@
 """Configuration from files and flags: ``--config FILE`` (TOML/YAML) and the saved config.json.
 
-The CLI builds one ``pgdeploy train`` flag per :class:`~pgdeploy.config.TrainConfig` field
+The CLI builds one ``pgdeploy train`` flag per :class:`~pgdeploy.training.config.TrainConfig` field
 from :func:`config_fields`, so a field added to the dataclass becomes a flag with its
 default and its docstring as help, with no CLI change. Precedence, lowest first: the
-dataclass defaults, the env's preset (:mod:`pgdeploy.presets`), the config file, flags.
+dataclass defaults, the env's preset (:mod:`pgdeploy.training.presets`), the config file, flags.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from pgdeploy._io import atomic_write_text
-from pgdeploy.config import TrainConfig
 from pgdeploy.errors import ConfigError, missing_dependency
+from pgdeploy.training.config import TrainConfig
 
 #: Fields that are not hyperparameters and get no generated flag.
 _NOT_FLAGS = frozenset({"extra"})

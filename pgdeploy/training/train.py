@@ -7,7 +7,7 @@ gradient step on the whole batch. Training stops when the mean return of the las
 ``solve_window`` finished episodes reaches the env's reward threshold, or when the
 ``total_timesteps`` budget is spent, and says which.
 
-Choices, all in :class:`~pgdeploy.config.TrainConfig`, measured on CartPole-v1 seeds 0-9
+Choices, all in :class:`~pgdeploy.training.config.TrainConfig`, measured on CartPole-v1 seeds 0-9
 (benchmarks/RESULTS.md has the curves):
 
 - REINFORCE, kept plain: Monte-Carlo returns-to-go, no critic, one gradient step per batch.
@@ -20,9 +20,9 @@ Choices, all in :class:`~pgdeploy.config.TrainConfig`, measured on CartPole-v1 s
   fewest samples; 16 envs is where the per-vector-step cost (env + one batched forward)
   is amortised enough to meet the wall-time goal at <= 100k median steps.
 - Observation normalisation off by default (optional; baked into the export when on).
-- Acting through the folded export function (:class:`~pgdeploy.rollout.ActingNet`): same
+- Acting through the folded export function (:class:`~pgdeploy.training.rollout.ActingNet`): same
   sampling contract, a third of the per-step cost of the nn.Module path.
-- A hand-written Adam (:mod:`pgdeploy.optim`): ``torch.optim`` costs ~1.3 s of imports.
+- A hand-written Adam (:mod:`pgdeploy.training.optim`): ``torch.optim`` costs ~1.3 s of imports.
 - One torch thread: the network is tiny, threads only add synchronisation.
 """
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,30 +39,13 @@ import numpy as np
 import torch
 
 from pgdeploy import __version__
-from pgdeploy.checkpoint import Checkpoint, save_checkpoint
-from pgdeploy.config import TrainConfig
 from pgdeploy.envs import policy_spec
-from pgdeploy.policy import SoftmaxPolicy
-from pgdeploy.reinforce import ReinforceLearner
-from pgdeploy.resume import resume_payload, resume_state
-from pgdeploy.rollout import RolloutCollector
-
-
-@dataclass(frozen=True)
-class IterationStats:
-    """What one iteration did; passed to callbacks and written to the metrics file."""
-
-    iteration: int
-    env_steps: int
-    episodes: int
-    batch_mean_return: float
-    window_mean_return: float
-    batch_mean_length: float
-    loss: float
-    entropy: float
-    grad_norm: float
-    wall_seconds: float
-    steps_per_second: float
+from pgdeploy.training.callbacks import Callback, IterationStats
+from pgdeploy.training.checkpoint import Checkpoint, resume_payload, resume_state, save_checkpoint
+from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.policy import SoftmaxPolicy
+from pgdeploy.training.reinforce import ReinforceLearner
+from pgdeploy.training.rollout import RolloutCollector
 
 
 @dataclass(frozen=True)
@@ -77,9 +59,6 @@ class TrainResult:
         return self.checkpoint.training
 
 
-Callback = Callable[[IterationStats], None]
-
-
 def train(
     config: TrainConfig,
     *,
@@ -89,8 +68,8 @@ def train(
 ) -> TrainResult:
     """Run REINFORCE until solved or out of budget; write ``out_dir/model.pt`` if given.
 
-    ``resume_from`` continues that checkpoint's run (see :mod:`pgdeploy.resume`); its counters
-    count against ``config.total_timesteps``.
+    ``resume_from`` continues that checkpoint's run (see :mod:`pgdeploy.training.checkpoint`);
+    its counters count against ``config.total_timesteps``.
     """
     start = time.perf_counter()
     torch.set_num_threads(config.torch_threads)

@@ -14,10 +14,10 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from pgdeploy.policy import SoftmaxPolicy
 from pgdeploy.runtime.observations import ObservationChecker
 from pgdeploy.runtime.sampling import SeedLike, UniformStream
 from pgdeploy.spec import PolicySpec
+from pgdeploy.training.policy import SoftmaxPolicy
 
 GraphFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 

@@ -64,7 +64,7 @@ def _onnx(path: Path) -> dict[str, Any]:
 
 def _checkpoint(path: Path) -> dict[str, Any]:
     try:
-        from pgdeploy.checkpoint import load_checkpoint
+        from pgdeploy.training.checkpoint import load_checkpoint
     except ImportError as exc:
         raise missing_dependency("torch", "train", "inspecting a checkpoint") from exc
     checkpoint = load_checkpoint(path)
@@ -82,7 +82,7 @@ def _torchscript(path: Path) -> dict[str, Any]:
     try:
         import torch
 
-        from pgdeploy.export import TORCHSCRIPT_METADATA, _quiet_torch
+        from pgdeploy.export.formats import TORCHSCRIPT_METADATA, _quiet_torch
     except ImportError as exc:
         raise missing_dependency("torch", "train", "inspecting a TorchScript file") from exc
     from pgdeploy.spec import metadata_from_props

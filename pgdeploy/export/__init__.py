@@ -1,0 +1,25 @@
+"""Export: a checkpoint to verified ONNX and TorchScript files (needs ``pgdeploy[train]``).
+
+``pgdeploy.export.inspect`` also reads ONNX files on a runtime-only install, so this
+package imports nothing heavy until one of its names is used.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pgdeploy.export.exporter import DEFAULT_ATOL, ExportReport, export_checkpoint
+    from pgdeploy.export.formats import OPSET
+
+__all__ = ["DEFAULT_ATOL", "OPSET", "ExportReport", "export_checkpoint"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("DEFAULT_ATOL", "ExportReport", "export_checkpoint"):
+        from pgdeploy.export import exporter
+
+        return getattr(exporter, name)
+    if name == "OPSET":
+        from pgdeploy.export.formats import OPSET
+
+        return OPSET
+    raise AttributeError(f"module 'pgdeploy.export' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+"""Training: REINFORCE on gymnasium envs, checkpoints and run artefacts (``pgdeploy[train]``).
+
+Import the modules you need (``pgdeploy.training.train``, ``pgdeploy.training.config``);
+this package itself imports nothing, so the CLI can read the config without torch.
+"""

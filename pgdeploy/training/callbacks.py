@@ -1,0 +1,141 @@
+"""Training callbacks: per-iteration stats, the metrics file, progress and TensorBoard.
+
+A callback is any callable taking :class:`IterationStats`; ``close()`` is called at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TextIO
+
+from pgdeploy.errors import missing_dependency
+
+
+@dataclass(frozen=True)
+class IterationStats:
+    """What one iteration did; passed to callbacks and written to the metrics file."""
+
+    iteration: int
+    env_steps: int
+    episodes: int
+    batch_mean_return: float
+    window_mean_return: float
+    batch_mean_length: float
+    loss: float
+    entropy: float
+    grad_norm: float
+    wall_seconds: float
+    steps_per_second: float
+
+
+Callback = Callable[[IterationStats], None]
+
+FIELDS = [f.name for f in dataclasses.fields(IterationStats)]
+
+
+class MetricsWriter:
+    """A training callback appending one row per iteration to CSV or JSONL (by suffix)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._jsonl = self.path.suffix == ".jsonl"
+        self._file: IO[str] = self.path.open("w", newline="")
+        self._csv = None if self._jsonl else csv.DictWriter(self._file, fieldnames=FIELDS)
+        if self._csv is not None:
+            self._csv.writeheader()
+
+    def __call__(self, stats: IterationStats) -> None:
+        row = dataclasses.asdict(stats)
+        if self._csv is not None:
+            self._csv.writerow(row)
+        else:
+            self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class TensorBoardWriter:
+    """A training callback logging every IterationStats field as a TensorBoard scalar.
+
+    ``torch.utils.tensorboard`` needs the ``tensorboard`` package, imported only here.
+    """
+
+    def __init__(self, log_dir: str | Path) -> None:
+        try:
+            importlib.import_module("tensorboard")
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise missing_dependency("tensorboard", "tensorboard", "--tensorboard logging") from exc
+        self._writer = SummaryWriter(log_dir=str(log_dir))
+
+    def __call__(self, stats: IterationStats) -> None:
+        for name, value in dataclasses.asdict(stats).items():
+            if name not in ("iteration", "env_steps"):
+                self._writer.add_scalar(f"train/{name}", value, global_step=stats.env_steps)
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class ProgressReporter:
+    """A training callback. On a TTY: a tqdm bar over env steps with live figures.
+
+    Elsewhere (CI logs, files, pipes): one plain line at most every ``log_interval``
+    seconds, so logs stay readable and free of carriage returns.
+    """
+
+    def __init__(
+        self,
+        total_timesteps: int,
+        *,
+        stream: TextIO | None = None,
+        force_tty: bool | None = None,
+        log_interval: float = 1.0,
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        is_tty = self.stream.isatty() if force_tty is None else force_tty
+        self.log_interval = log_interval
+        self._last_line = float("-inf")
+        self._bar = None
+        if is_tty:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=total_timesteps,
+                unit="step",
+                unit_scale=True,
+                file=self.stream,
+                dynamic_ncols=True,
+                desc="training",
+            )
+
+    def __call__(self, stats: IterationStats) -> None:
+        figures = (
+            f"episodes={stats.episodes} return={stats.window_mean_return:.1f} "
+            f"steps/s={stats.steps_per_second:,.0f}"
+        )
+        if self._bar is not None:
+            self._bar.update(stats.env_steps - self._bar.n)
+            self._bar.set_postfix_str(figures, refresh=True)
+            return
+        now = time.monotonic()
+        if now - self._last_line >= self.log_interval:
+            self._last_line = now
+            print(f"iter {stats.iteration} steps={stats.env_steps} {figures}", file=self.stream)
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
