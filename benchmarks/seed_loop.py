@@ -59,7 +59,7 @@ def finish_episode(
         returns.appendleft(running)
     g = torch.tensor(list(returns))
     g = (g - g.mean()) / (g.std() + 1e-9)
-    loss = torch.cat([-lp * ret for lp, ret in zip(log_probs, g)]).sum()
+    loss = torch.cat([-lp * ret for lp, ret in zip(log_probs, g, strict=True)]).sum()
     optimizer.zero_grad()
     loss.backward()  # type: ignore[no-untyped-call]
     optimizer.step()

@@ -31,7 +31,7 @@ def test_adam_matches_torch_adam_step_for_step() -> None:
             opt.zero_grad()
             loss_of(model, step).backward()
             opt.step()
-        for p, q in zip(ours_model.parameters(), ref_model.parameters()):
+        for p, q in zip(ours_model.parameters(), ref_model.parameters(), strict=True):
             torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 
@@ -49,7 +49,7 @@ def test_state_dict_round_trip_resumes_identically() -> None:
         o.zero_grad()
         loss_of(m, 99).backward()
         o.step()
-    for p, q in zip(model.parameters(), twin.parameters()):
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 

@@ -181,16 +181,16 @@ class Agent:
         if bound is None or _get_ident() != self._owner:
             return int(self.act_batch(self.checker.as_row(obs)[np.newaxis, :])[0])
         if type(obs) is np.ndarray and obs.dtype is _FLOAT32 and obs.shape == bound.row.shape:
-            bound.obs_view[:] = obs  # type: ignore[call-overload]
+            bound.obs_view[:] = obs
             self.checker.check_row(bound.row)
         else:
             bound.row[:] = self.checker.as_row(obs)
         if self.deterministic:
             bound.run_bound(bound.binding, bound.run_options)
-            return bound.greedy_view[0]  # type: ignore[no-any-return]
+            return bound.greedy_view[0]
         bound.uniform_view[0] = self._stream.next()  # type: ignore[call-overload]
         bound.run_bound(bound.binding, bound.run_options)
-        return bound.sampled_view[0]  # type: ignore[no-any-return]
+        return bound.sampled_view[0]
 
     def act_batch(self, obs_batch: Any) -> npt.NDArray[np.int64]:
         """Actions for a batch of shape ``(n, obs_dim)``, as an int64 array of shape ``(n,)``.
@@ -239,7 +239,7 @@ class Agent:
         if len(u) != len(batch):
             raise ValueError(f"expected {len(batch)} uniforms, one per observation, got {len(u)}")
         values = self._session.run(list(OUTPUT_NAMES), {OBS_INPUT: batch, UNIFORM_INPUT: u})
-        return dict(zip(OUTPUT_NAMES, values))
+        return dict(zip(OUTPUT_NAMES, values, strict=True))
 
     def _batch_pool(self) -> ThreadPoolExecutor:
         with self._child_lock:

@@ -165,7 +165,9 @@ def check_graph(session: ort.InferenceSession, metadata: ModelMetadata, *, sourc
         GREEDY_OUTPUT: ((2,), np.int64),
         SAMPLED_OUTPUT: ((2,), np.int64),
     }
-    for (name, (shape, dtype)), value in zip(expected.items(), (probs, greedy, sampled)):
+    for (name, (shape, dtype)), value in zip(
+        expected.items(), (probs, greedy, sampled), strict=True
+    ):
         if value.shape != shape or value.dtype != dtype:
             raise ModelSpecError(
                 f"{source}: output {name!r} is {value.dtype}{list(value.shape)} for a batch of 2, "

@@ -54,7 +54,7 @@ class ObservationChecker:
         A zip loop over Python floats: for the few dimensions of a control observation
         this is several times cheaper than numpy ufunc calls. NaN fails every comparison.
         """
-        for value, low, high in zip(row.tolist(), self.low, self.high):
+        for value, low, high in zip(row.tolist(), self.low, self.high):  # noqa: B905 (hot path; lengths fixed at load)
             if not low <= value <= high:
                 self._raise_for(row[np.newaxis, :])
 

@@ -39,7 +39,7 @@ class Adam:
         beta1, beta2 = self.betas
         bias1 = 1 - beta1**self.step_count
         bias2_sqrt = (1 - beta2**self.step_count) ** 0.5
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
             if p.grad is None:
                 continue
             m.lerp_(p.grad, 1 - beta1)
@@ -56,5 +56,5 @@ class Adam:
             (self.exp_avg, state["exp_avg"]),
             (self.exp_avg_sq, state["exp_avg_sq"]),
         ):
-            for dst, src in zip(mine, saved):  # type: ignore[call-overload]
+            for dst, src in zip(mine, saved, strict=True):  # type: ignore[call-overload]
                 dst.copy_(src)

@@ -23,7 +23,7 @@ def discounted_returns(
     for t in range(len(rewards) - 1, -1, -1):
         running = np.where(mask[t], rewards[t] + gamma * running, 0.0)
         returns[t] = running
-    return returns.astype(np.float32)  # type: ignore[no-any-return]
+    return returns.astype(np.float32)
 
 
 def timestep_baseline(
