@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import sys
@@ -12,7 +11,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from pgdeploy.errors import UnsupportedEnvError, missing_dependency
+from pgdeploy._optional import missing, require
+from pgdeploy.errors import UnsupportedEnvError
 from pgdeploy.spec import PolicySpec
 
 SUPPORTED = "a 1-D Box observation space and a Discrete action space with >= 2 actions"
@@ -108,10 +108,7 @@ def make_play_env(
             "use --record-video DIR to watch the agent on a headless machine"
         )
     if video_dir is not None:
-        try:
-            importlib.import_module("moviepy")
-        except ImportError as exc:
-            raise missing_dependency("moviepy", "video", "--record-video") from exc
+        require("moviepy", extra="video", feature="recording videos")
     mode = "human" if render else "rgb_array" if video_dir is not None else None
     env = make_env(env_id, render_mode=mode) if mode else make_env(env_id)
     if mode is not None:
@@ -131,7 +128,7 @@ def _check_renderer(env: gym.Env[Any, Any], env_id: str) -> None:
         env.render()
     except gym.error.DependencyNotInstalled as exc:
         env.close()
-        raise missing_dependency("pygame", "video", f"rendering {env_id} ({exc})") from exc
+        raise missing("pygame", extra="video", feature=f"rendering {env_id} ({exc})") from exc
 
 
 def has_display() -> bool:

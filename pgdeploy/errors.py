@@ -41,11 +41,3 @@ class ExportVerificationError(PgdeployError):
 
 class MissingDependencyError(PgdeployError, ImportError):
     """An optional dependency is needed for this feature; the message names the extra."""
-
-
-def missing_dependency(module: str, extra: str, feature: str) -> MissingDependencyError:
-    """Build the error for an optional dependency, naming the exact install that fixes it."""
-    return MissingDependencyError(
-        f"{feature} needs the '{module}' package, which is not installed; "
-        f'install it with: pip install "pgdeploy[{extra}]"'
-    )

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
@@ -33,7 +32,6 @@ def invoke(*args: str, ok: bool = True) -> str:
 
 def test_every_command_has_help_and_is_documented() -> None:
     docs = (ROOT / "docs" / "cli.md").read_text()
-    assert isinstance(main, click.Group)
     for name, command in main.commands.items():
         assert command.help, name
         assert "Usage: pgdeploy " + name in invoke(name, "--help")
@@ -123,7 +121,7 @@ def test_tensorboard_missing_names_the_extra(
     monkeypatch.setitem(sys.modules, "tensorboard", None)
     args = ["--env", GUESS, "--total-timesteps", "50", "--out", str(tmp_path)]
     output = invoke("train", *args, "--tensorboard", str(tmp_path / "tb"), ok=False)
-    assert 'pip install "pgdeploy[tensorboard]"' in output
+    assert 'pip install "pgdeploy-rl[tensorboard]"' in output
 
 
 def test_preset_applies_and_flags_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,7 +154,7 @@ def test_run_render_without_display_is_a_clear_error(
 
 
 @pytest.mark.parametrize(
-    "module, what", [("moviepy", "--record-video"), ("pygame", "rendering CartPole-v1")]
+    "module, what", [("moviepy", "recording videos"), ("pygame", "rendering CartPole-v1")]
 )
 def test_record_video_without_its_extra_names_the_extra(
     exported_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, what: str
@@ -164,7 +162,7 @@ def test_record_video_without_its_extra_names_the_extra(
     monkeypatch.setitem(sys.modules, module, None)
     args = [str(exported_model / "model.onnx"), "--record-video", str(tmp_path / "v")]
     output = invoke("run", *args, ok=False)
-    assert what in output and 'pip install "pgdeploy[video]"' in output
+    assert what in output and 'pip install "pgdeploy-rl[video]"' in output
 
 
 def test_record_video_writes_one_mp4_per_episode(exported_model: Path, tmp_path: Path) -> None:

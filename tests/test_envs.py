@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from pgdeploy.envs import make_vector_env, policy_spec
@@ -12,7 +13,15 @@ def test_module_colon_env_id_imports_the_users_module() -> None:
     spec = policy_spec("tests.tiny_envs:Guess-v0")
     assert (spec.obs_dim, spec.n_actions, spec.reward_threshold) == (2, 2, 7.0)
     envs = make_vector_env("tests.tiny_envs:Guess-v0", num_envs=2)
-    envs.close()
+    try:
+        obs, _ = envs.reset(seed=0)
+        assert obs.shape == (2, 2) and obs.dtype == np.float32
+        actions = (obs[:, 0] > 0).astype(np.int64)  # the paying action in each env
+        _, rewards, terminated, truncated, _ = envs.step(actions)
+        assert rewards.tolist() == [1.0, 1.0]  # each env stepped with its own action
+        assert not terminated.any() and not truncated.any()
+    finally:
+        envs.close()
 
 
 def test_acrobot_is_supported() -> None:

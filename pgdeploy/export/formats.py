@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import torch
 
 from pgdeploy import __version__
-from pgdeploy.errors import missing_dependency
+from pgdeploy._optional import require
 from pgdeploy.spec import OBS_INPUT, OUTPUT_NAMES, UNIFORM_INPUT, spec_to_metadata
 from pgdeploy.training.checkpoint import Checkpoint
 from pgdeploy.training.policy import DeployablePolicy
@@ -23,10 +23,7 @@ OPSET = 18
 
 def onnx_bytes(deployable: DeployablePolicy, checkpoint: Checkpoint) -> bytes:
     """The ONNX graph with a dynamic batch axis and the policy's description in metadata."""
-    try:
-        import onnx
-    except ImportError as exc:
-        raise missing_dependency("onnx", "train", "ONNX export") from exc
+    onnx = require("onnx", extra="train", feature="ONNX export")
     spec = checkpoint.spec
     batch = torch.export.Dim("batch")
     example = (torch.zeros(2, spec.obs_dim), torch.zeros(2, 1))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from pgdeploy.errors import ModelLoadError, missing_dependency
+from pgdeploy._optional import require
+from pgdeploy.errors import ModelLoadError
 
 
 def describe(path: str | Path) -> dict[str, Any]:
@@ -51,22 +53,21 @@ def _onnx(path: Path) -> dict[str, Any]:
         "outputs": [_io(o) for o in session.get_outputs()],
         "producer": session.get_modelmeta().producer_name,
     }
-    try:
-        import onnx
-
-        proto = onnx.load(str(path), load_external_data=False)
-        info["opset"] = {op.domain or "ai.onnx": op.version for op in proto.opset_import}
-        info["ir_version"] = proto.ir_version
-    except ImportError:
+    if importlib.util.find_spec("onnx") is None:  # a runtime-only install
         info["opset"] = "unknown (install onnx to read it)"
+        return info
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    info["opset"] = {op.domain or "ai.onnx": op.version for op in proto.opset_import}
+    info["ir_version"] = proto.ir_version
     return info
 
 
 def _checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        from pgdeploy.training.checkpoint import load_checkpoint
-    except ImportError as exc:
-        raise missing_dependency("torch", "train", "inspecting a checkpoint") from exc
+    require("torch", extra="train", feature="inspecting a checkpoint")
+    from pgdeploy.training.checkpoint import load_checkpoint
+
     checkpoint = load_checkpoint(path)
     return {
         "format_version": 1,
@@ -79,19 +80,13 @@ def _checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _torchscript(path: Path) -> dict[str, Any]:
-    try:
-        import torch
-
-        from pgdeploy.export.formats import TORCHSCRIPT_METADATA, _quiet_torch
-    except ImportError as exc:
-        raise missing_dependency("torch", "train", "inspecting a TorchScript file") from exc
+    torch = require("torch", extra="train", feature="inspecting a TorchScript file")
+    from pgdeploy.export.formats import TORCHSCRIPT_METADATA, _quiet_torch
     from pgdeploy.spec import metadata_from_props
 
     extra = {TORCHSCRIPT_METADATA: ""}
     with _quiet_torch():
-        module = torch.jit.load(  # type: ignore[no-untyped-call]
-            str(path), map_location="cpu", _extra_files=extra
-        )
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     props = json.loads(extra[TORCHSCRIPT_METADATA] or "{}")
     metadata = metadata_from_props(props, source=repr(str(path)))
     return {

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib
 import json
 import sys
 import time
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TextIO
 
-from pgdeploy.errors import missing_dependency
+from pgdeploy._optional import require
 
 
 @dataclass(frozen=True)
@@ -72,11 +71,9 @@ class TensorBoardWriter:
     """
 
     def __init__(self, log_dir: str | Path) -> None:
-        try:
-            importlib.import_module("tensorboard")
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:
-            raise missing_dependency("tensorboard", "tensorboard", "--tensorboard logging") from exc
+        require("tensorboard", extra="tensorboard", feature="TensorBoard logging")
+        from torch.utils.tensorboard import SummaryWriter
+
         self._writer = SummaryWriter(log_dir=str(log_dir))
 
     def __call__(self, stats: IterationStats) -> None:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from pgdeploy._io import atomic_write_text
-from pgdeploy.errors import ConfigError, missing_dependency
+from pgdeploy._optional import require
+from pgdeploy.errors import ConfigError
 from pgdeploy.training.config import TrainConfig
 
 #: Fields that are not hyperparameters and get no generated flag.
@@ -113,18 +114,12 @@ def _load_toml(text: str) -> Any:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
-        try:
-            import tomli as tomllib
-        except ImportError as exc:
-            raise missing_dependency("tomli", "train", "reading TOML config files") from exc
+        tomllib = require("tomli", extra="train", feature="reading TOML config files")
     return tomllib.loads(text)
 
 
 def _load_yaml(text: str) -> Any:
-    try:
-        import yaml
-    except ImportError as exc:
-        raise missing_dependency("pyyaml", "train", "reading YAML config files") from exc
+    yaml = require("yaml", extra="train", feature="reading YAML config files")
     return yaml.safe_load(text)
 
 

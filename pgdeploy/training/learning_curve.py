@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgdeploy.errors import missing_dependency
+from pgdeploy._optional import require
 from pgdeploy.training.callbacks import IterationStats
 
 
@@ -12,13 +12,10 @@ def plot_learning_curve(
     history: list[IterationStats], path: str | Path, *, title: str, threshold: float | None
 ) -> Path:
     """Mean return (batch and rolling window) against env steps, saved as PNG."""
-    try:
-        import matplotlib
+    matplotlib = require("matplotlib", extra="train", feature="the learning-curve picture")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise missing_dependency("matplotlib", "train", "the learning-curve picture") from exc
     steps = [s.env_steps for s in history]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     ax.plot(steps, [s.batch_mean_return for s in history], alpha=0.4, label="batch mean return")
