@@ -13,7 +13,7 @@ import numpy as np
 
 from pgdeploy._optional import missing, require
 from pgdeploy.errors import UnsupportedEnvError
-from pgdeploy.spec import PolicySpec
+from pgdeploy.spec import FLOAT32_MAX, PolicySpec
 
 SUPPORTED = "a 1-D Box observation space and a Discrete action space with >= 2 actions"
 
@@ -86,7 +86,7 @@ def policy_spec(env_id: str) -> PolicySpec:
 
 def _bound(value: float) -> float:
     """Float32's largest finite value is what gymnasium uses for 'unbounded' in many envs."""
-    return math.copysign(math.inf, value) if abs(value) >= 3.4e38 else float(value)
+    return math.copysign(math.inf, value) if abs(value) >= FLOAT32_MAX else float(value)
 
 
 def make_play_env(

@@ -14,7 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from pgdeploy.errors import ModelLoadError
+
+#: float32's largest finite value: gymnasium's "unbounded" in many spaces, and what clip
+#: bounds use in place of infinity (a float32 graph cannot hold a larger finite bound).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 #: Version of the file formats (``model.pt`` dict and ONNX metadata). Bumped on any
 #: incompatible change; loaders refuse versions they do not know.

@@ -17,10 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from pgdeploy.errors import ObservationError
-from pgdeploy.spec import PolicySpec
+from pgdeploy.spec import FLOAT32_MAX, PolicySpec
 
 OutOfBounds = Literal["reject", "clip"]
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Values per row of the wide view ``check_batch`` reduces (see there).
 _WIDE_BLOCK = 256
 
@@ -34,11 +33,11 @@ class ObservationChecker:
         self.spec = spec
         self.out_of_bounds = out_of_bounds
         if out_of_bounds == "reject":
-            low = [max(v, -_FLOAT32_MAX) for v in spec.obs_low]
-            high = [min(v, _FLOAT32_MAX) for v in spec.obs_high]
+            low = [max(v, -FLOAT32_MAX) for v in spec.obs_low]
+            high = [min(v, FLOAT32_MAX) for v in spec.obs_high]
         else:
-            low = [-_FLOAT32_MAX] * spec.obs_dim
-            high = [_FLOAT32_MAX] * spec.obs_dim
+            low = [-FLOAT32_MAX] * spec.obs_dim
+            high = [FLOAT32_MAX] * spec.obs_dim
         # Python floats for the single-observation loop, arrays for batches.
         self.low, self.high = low, high
         self._low_array = np.asarray(low, np.float32)

@@ -9,9 +9,8 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from pgdeploy.spec import PolicySpec
+from pgdeploy.spec import FLOAT32_MAX, PolicySpec
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _VAR_EPS = 1e-8
 
 
@@ -40,8 +39,8 @@ def sample_actions(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
 
 def clip_bounds(spec: PolicySpec) -> tuple[torch.Tensor, torch.Tensor]:
     """The observation space's bounds as float32, infinite ones replaced by float32's max."""
-    low = torch.tensor([max(v, -_FLOAT32_MAX) for v in spec.obs_low], dtype=torch.float32)
-    high = torch.tensor([min(v, _FLOAT32_MAX) for v in spec.obs_high], dtype=torch.float32)
+    low = torch.tensor([max(v, -FLOAT32_MAX) for v in spec.obs_low], dtype=torch.float32)
+    high = torch.tensor([min(v, FLOAT32_MAX) for v in spec.obs_high], dtype=torch.float32)
     return low, high
 
 
