@@ -1,4 +1,4 @@
-"""Shared fixtures: one quickly trained, exported CartPole policy for the whole session."""
+"""Shared fixtures: briefly trained, exported CartPole policies for the whole session."""
 
 from __future__ import annotations
 
@@ -9,17 +9,35 @@ import pytest
 from pgdeploy.training.config import TrainConfig
 
 
+def _train_and_export(folder: Path, config: TrainConfig) -> Path:
+    from pgdeploy.export import export_checkpoint
+    from pgdeploy.training.train import train
+
+    train(config, out_dir=folder)
+    export_checkpoint(folder / "model.pt", n_random=512, n_on_policy=512)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def exported_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with model.pt, model.onnx and model.torchscript.pt (briefly trained CartPole).
 
     A short run keeps the suite fast; parity does not need a good policy, only a real one
-    whose observation statistics and weights are not at their initial values.
+    whose weights are not at their initial values. Trained with the defaults, so
+    observation normalisation is off and its folding into the graph is the identity here:
+    :func:`exported_normalized_model` exercises it.
     """
-    from pgdeploy.export import export_checkpoint
-    from pgdeploy.training.train import train
-
     folder = tmp_path_factory.mktemp("cartpole")
-    train(TrainConfig(seed=0, total_timesteps=5_000), out_dir=folder)
-    export_checkpoint(folder / "model.pt", n_random=512, n_on_policy=512)
-    return folder
+    return _train_and_export(folder, TrainConfig(seed=0, total_timesteps=5_000))
+
+
+@pytest.fixture(scope="session")
+def exported_normalized_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like :func:`exported_model`, trained with ``normalize_obs=True``.
+
+    Its running mean/variance are far from (0, 1), so the export must fold them into the
+    graph's clip bounds and first layer; parity on this model is what checks the folding.
+    """
+    folder = tmp_path_factory.mktemp("cartpole_normalized")
+    config = TrainConfig(seed=0, total_timesteps=5_000, normalize_obs=True)
+    return _train_and_export(folder, config)

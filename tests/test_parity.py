@@ -1,4 +1,9 @@
-"""PyTorch, TorchScript and ONNX agree: probabilities, sampled actions, whole episodes."""
+"""PyTorch, TorchScript and ONNX agree: probabilities, sampled actions, whole episodes.
+
+Probabilities and action sequences are checked on two models: one trained with the
+defaults (observation normalisation off) and one with ``normalize_obs=True``, whose
+statistics the export folds into the graph.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,14 @@ from pgdeploy.training.checkpoint import load_checkpoint
 from pgdeploy.training.policy import DeployablePolicy
 
 FORMATS = ["pytorch", "deployable", "torchscript", "onnx"]
+MODELS = ["exported_model", "exported_normalized_model"]
+
+
+@pytest.fixture(params=MODELS)
+def model(request: pytest.FixtureRequest) -> Path:
+    """Each trained and exported model folder in turn."""
+    folder: Path = request.getfixturevalue(request.param)
+    return folder
 
 
 def make_agent(folder: Path, form: str, **kwargs: Any) -> Any:
@@ -52,12 +65,29 @@ def on_policy_observations(folder: Path, n: int) -> np.ndarray:
 
 @pytest.mark.parametrize("form", ["deployable", "torchscript", "onnx"])
 @pytest.mark.parametrize("batch", [1, 4096])
-def test_probs_match_pytorch_within_1e6(exported_model: Path, form: str, batch: int) -> None:
-    obs = np.concatenate([observations(batch), on_policy_observations(exported_model, batch)])
-    reference = make_agent(exported_model, "pytorch").probs(obs)
-    probs = make_agent(exported_model, form).probs(obs)
+def test_probs_match_pytorch_within_1e6(model: Path, form: str, batch: int) -> None:
+    obs = np.concatenate([observations(batch), on_policy_observations(model, batch)])
+    reference = make_agent(model, "pytorch").probs(obs)
+    probs = make_agent(model, form).probs(obs)
     assert probs.dtype == np.float32
     np.testing.assert_allclose(probs, reference, rtol=0, atol=1e-6)
+
+
+def test_normalisation_is_real_and_changes_the_policy(exported_normalized_model: Path) -> None:
+    """The statistics are far from (0, 1) and matter: without them the probabilities move.
+
+    So the parity checks above on this model fail if export drops or misfolds them.
+    """
+    policy = load_checkpoint(exported_normalized_model / "model.pt").build_policy()
+    mean, var = policy.obs_mean.numpy(), policy.obs_var.numpy()
+    assert np.abs(mean).max() > 0.05 and np.abs(var - 1).max() > 0.5, (mean, var)
+    obs = torch.from_numpy(observations(2048, seed=5))
+    with torch.no_grad():
+        normalised = policy.probs(obs)
+        policy.obs_mean.zero_()
+        policy.obs_var.fill_(1.0)
+        identity = policy.probs(obs)
+    assert (normalised - identity).abs().max() > 1e-2
 
 
 def test_single_observation_probs_match_batch(exported_model: Path) -> None:
@@ -69,10 +99,10 @@ def test_single_observation_probs_match_batch(exported_model: Path) -> None:
 
 
 @pytest.mark.parametrize("form", FORMATS)
-def test_same_seed_same_action_sequence(exported_model: Path, form: str) -> None:
+def test_same_seed_same_action_sequence(model: Path, form: str) -> None:
     obs = observations(3000, seed=3)
-    reference = make_agent(exported_model, "pytorch", seed=42).act_batch(obs)
-    agent = make_agent(exported_model, form, seed=42)
+    reference = make_agent(model, "pytorch", seed=42).act_batch(obs)
+    agent = make_agent(model, form, seed=42)
     # Mix single and batched calls: the uniform stream must not care how it is consumed.
     actions = [agent.act(row) for row in obs[:500]] + list(agent.act_batch(obs[500:]))
     assert np.array_equal(np.asarray(actions), reference)
