@@ -6,8 +6,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PGDEPLOY := $(VENV)/bin/pgdeploy
 DEMO_DIR ?= runs/demo
+# Where tests/test_docs.py finds onnxruntime-node for the JavaScript snippet.
+PGDEPLOY_NODE_CACHE ?= $(HOME)/.cache/pgdeploy/node
 
-.PHONY: install demo test test-slow lint bench-train bench-runtime fuzz model clean
+.PHONY: install demo test test-slow lint docs docs-js bench-train bench-runtime fuzz model clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +34,16 @@ test: lint
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
+
+# Regenerate the command sections of docs/cli.md from the CLI's --help.
+docs: install
+	$(PY) tools/gen_cli_docs.py
+
+# onnxruntime-node for the docs' JavaScript snippet (the test installs it itself otherwise).
+docs-js:
+	mkdir -p $(PGDEPLOY_NODE_CACHE)
+	test -f $(PGDEPLOY_NODE_CACHE)/package.json || echo '{"private": true}' > $(PGDEPLOY_NODE_CACHE)/package.json
+	npm install --ignore-scripts --no-audit --no-fund --prefix $(PGDEPLOY_NODE_CACHE) onnxruntime-node@1.30.0
 
 bench-train: install
 	$(PY) benchmarks/train_speed.py
