@@ -1,4 +1,4 @@
-"""Export: a checkpoint to verified ONNX and TorchScript files (needs ``pgdeploy[train]``).
+"""Export: a checkpoint to verified ONNX and TorchScript files (the ``train`` extra).
 
 ``pgdeploy.export.inspect`` also reads ONNX files on a runtime-only install, so this
 package imports nothing heavy until one of its names is used.
