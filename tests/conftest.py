@@ -9,6 +9,15 @@ import pytest
 from pgdeploy.training.config import TrainConfig
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per test process: ``pytest -n 2`` already runs one process per core,
+    and extra intra-op threads only contend (a tiny op such as ``triu`` went from ~3 us to
+    over 1 ms per call on a busy 2-core machine). Training sets its own thread count."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _train_and_export(folder: Path, config: TrainConfig) -> Path:
     from pgdeploy.export import export_checkpoint
     from pgdeploy.training.train import train
