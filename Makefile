@@ -16,7 +16,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,dev,video]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,dev,video,ray]'
 	touch $@
 
 demo: install

@@ -39,5 +39,10 @@ class ExportVerificationError(PgdeployError):
     """An exported file disagrees with the PyTorch policy beyond tolerance; nothing was written."""
 
 
+class RolloutWorkerError(PgdeployError):
+    """Rollout workers could not be had: the Ray cluster is unreachable, or a lost worker was
+    not restarted or replaced within ``worker_timeout`` seconds."""
+
+
 class MissingDependencyError(PgdeployError, ImportError):
     """An optional dependency is needed for this feature; the message names the extra."""

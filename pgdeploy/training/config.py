@@ -57,6 +57,15 @@ class TrainConfig:
     """How many finished episodes the solved check averages."""
     torch_threads: int = 1
     """Threads torch may use: 1 is fastest for small MLPs (2 was ~3x slower here)."""
+    workers: int = 0
+    """Rollout workers as Ray actors (needs the 'ray' extra); 0 collects in this process. The
+    num_envs envs are split among them, so each update sees the same batch as with 0."""
+    ray_address: str = ""
+    """Ray cluster to join with workers (HEAD_IP:PORT from 'ray start --head', or 'auto');
+    empty starts Ray on this machine."""
+    worker_timeout: float = 60.0
+    """Seconds a lost worker may take to be restarted or replaced before the run stops with
+    an error (a worker that answers is never timed out, however slow its env)."""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -77,6 +86,14 @@ class TrainConfig:
         _check(self.total_timesteps >= 1, "total_timesteps", ">= 1")
         _check(self.solve_window >= 1, "solve_window", ">= 1")
         _check(self.torch_threads >= 1, "torch_threads", ">= 1")
+        _check(self.workers >= 0, "workers", ">= 0 (0 collects in this process)")
+        _check(
+            self.workers <= self.num_envs,
+            "workers",
+            f"<= num_envs ({self.num_envs}): each worker steps at least one env",
+        )
+        _check(isinstance(self.ray_address, str), "ray_address", "a string (HEAD_IP:PORT)")
+        _check(self.worker_timeout > 0, "worker_timeout", "> 0 seconds")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only, so it survives ``torch.load(weights_only=True)`` and JSON."""

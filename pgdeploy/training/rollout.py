@@ -65,7 +65,12 @@ class ActingNet:
 
 
 class RolloutCollector:
-    """Plays one episode in each of ``num_envs`` vectorised envs per :meth:`collect`."""
+    """Plays one episode in each of ``num_envs`` vectorised envs per :meth:`collect`.
+
+    ``seed`` seeds the envs (env ``j`` gets ``seed + j``) and, unless ``sampler_seed`` is
+    given, the action sampler. A Ray worker holding envs ``k..k+n`` of the run passes
+    ``seed + k`` and its own sampler stream, so the envs get the seeds they would have here.
+    """
 
     def __init__(
         self,
@@ -76,12 +81,15 @@ class RolloutCollector:
         hidden_sizes: tuple[int, ...],
         obs_clip: float,
         max_episode_steps: int | None = None,
+        sampler_seed: np.random.SeedSequence | None = None,
     ) -> None:
         self.envs = make_vector_env(spec.env_id, num_envs)
         self.num_envs = num_envs
         self.policy = SoftmaxPolicy(spec, hidden_sizes=hidden_sizes, obs_clip=obs_clip)
         self.policy.requires_grad_(False)
-        self.uniforms = UniformStream(np.random.SeedSequence(seed).spawn(1)[0])
+        if sampler_seed is None:
+            sampler_seed = np.random.SeedSequence(seed).spawn(1)[0]
+        self.uniforms = UniformStream(sampler_seed)
         self.max_episode_steps = max_episode_steps or spec.max_episode_steps or 100_000
         self._next_seed: int | None = seed
 

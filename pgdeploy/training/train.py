@@ -1,7 +1,8 @@
 """Train a softmax policy with REINFORCE on vectorised gymnasium envs.
 
-Each iteration: the :class:`RolloutCollector` plays one episode in each of ``num_envs``
-envs with the current weights (one batched forward pass per vector step, actions by the
+Each iteration: the collector (:mod:`pgdeploy.training.collector`: in this process, or Ray
+workers with ``workers > 0``) plays one episode in each of ``num_envs`` envs with the current
+weights (one batched forward pass per vector step, actions by the
 inverse-CDF sampler from a seeded stream); the :class:`ReinforceLearner` takes one
 gradient step on the whole batch. Training stops when the mean return of the last
 ``solve_window`` finished episodes reaches the env's reward threshold, or when the
@@ -42,10 +43,10 @@ from pgdeploy import __version__
 from pgdeploy.envs import policy_spec
 from pgdeploy.training.callbacks import Callback, IterationStats
 from pgdeploy.training.checkpoint import Checkpoint, resume_payload, resume_state, save_checkpoint
+from pgdeploy.training.collector import Collector, make_collector
 from pgdeploy.training.config import TrainConfig
 from pgdeploy.training.policy import SoftmaxPolicy
 from pgdeploy.training.reinforce import ReinforceLearner
-from pgdeploy.training.rollout import RolloutCollector
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,14 @@ def train(
     out_dir: str | Path | None = None,
     callbacks: tuple[Callback, ...] = (),
     resume_from: Checkpoint | None = None,
+    collector: Collector | None = None,
 ) -> TrainResult:
     """Run REINFORCE until solved or out of budget; write ``out_dir/model.pt`` if given.
 
     ``resume_from`` continues that checkpoint's run (see :mod:`pgdeploy.training.checkpoint`);
-    its counters count against ``config.total_timesteps``.
+    its counters count against ``config.total_timesteps``. ``collector`` replaces the one
+    the config describes (e.g. a :class:`~pgdeploy.training.ray_collector.RayCollector` the
+    caller keeps, to read its timings); training closes it either way.
     """
     start = time.perf_counter()
     torch.set_num_threads(config.torch_threads)
@@ -84,13 +88,9 @@ def train(
     if resume_from is not None:
         resumed = resume_state(resume_from)
         resumed.restore(resume_from, policy, learner.optimizer)
-    collector = RolloutCollector(
-        spec,
-        num_envs=config.num_envs,
-        seed=resumed.collector_seed(config.seed) if resumed else config.seed,
-        hidden_sizes=config.hidden_sizes,
-        obs_clip=config.obs_clip,
-    )
+    if collector is None:
+        seed = resumed.collector_seed(config.seed) if resumed else config.seed
+        collector = make_collector(config, spec, seed=seed)
     window: deque[float] = deque(resumed.window if resumed else (), maxlen=config.solve_window)
     history: list[IterationStats] = []
     env_steps, episodes, done_iterations = (
