@@ -34,7 +34,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from pgdeploy.errors import RolloutWorkerError, missing_dependency
+from pgdeploy._optional import missing
+from pgdeploy.errors import RolloutWorkerError
 from pgdeploy.spec import PolicySpec
 from pgdeploy.training.collector import concat_batches, split_envs
 from pgdeploy.training.config import TrainConfig
@@ -45,7 +46,7 @@ try:
     from ray.exceptions import RayActorError
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 except ImportError as exc:  # pragma: no cover - exercised by a test with ray hidden
-    raise missing_dependency("ray", "ray", "training with workers (--workers)") from exc
+    raise missing("ray", extra="ray", feature="training with workers (--workers)") from exc
 
 #: Object store per node when pgdeploy starts Ray itself: weights and batches are small.
 OBJECT_STORE_BYTES = 256 * 2**20
@@ -165,7 +166,7 @@ class RayCollector:
                 "obs_clip": config.obs_clip,
                 "torch_threads": config.torch_threads,
             }
-            for share, offset, stream in zip(shares, offsets, streams)
+            for share, offset, stream in zip(shares, offsets, streams, strict=True)
         ]
         self._nodes = [] if "scheduling_strategy" in options else worker_nodes(options)
         self.actors: list[Any] = [self._start(i) for i in range(config.workers)]
