@@ -13,9 +13,13 @@ import numpy as np
 
 from pgdeploy._optional import missing, require
 from pgdeploy.errors import UnsupportedEnvError
+from pgdeploy.layout import ActionLayout
 from pgdeploy.spec import FLOAT32_MAX, PolicySpec
 
-SUPPORTED = "a 1-D Box observation space and a Discrete action space with >= 2 actions"
+SUPPORTED = (
+    "observations: Box (any shape), Discrete, MultiBinary, MultiDiscrete, or Dict/Tuple of "
+    "these; actions: Discrete (>= 2 actions, any start) or 1-D MultiDiscrete"
+)
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env[Any, Any]:
@@ -41,20 +45,103 @@ def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv[Any, Any
 
 
 def check_spaces(env_id: str, obs_space: gym.Space[Any], action_space: gym.Space[Any]) -> None:
-    if not isinstance(action_space, gym.spaces.Discrete) or int(action_space.n) < 2:
-        raise UnsupportedEnvError(
-            f"{env_id} has action space {action_space}; pgdeploy supports {SUPPORTED} "
-            "(continuous or multi-discrete actions need another algorithm)"
+    """Raise :class:`UnsupportedEnvError`, naming the fix, unless pgdeploy can train on these."""
+    action_layout(env_id, action_space)
+    observation_layout(env_id, obs_space)
+
+
+def action_layout(env_id: str, space: gym.Space[Any]) -> ActionLayout:
+    """Discrete -> one softmax head; a 1-D MultiDiscrete -> one head per component."""
+    spaces = gym.spaces
+    if isinstance(space, spaces.Discrete) and int(space.n) >= 2:
+        return ActionLayout.discrete(int(space.n), int(space.start))
+    if isinstance(space, spaces.MultiDiscrete) and space.nvec.ndim == 1 and space.nvec.min() >= 2:
+        return ActionLayout(
+            "multi_discrete",
+            tuple(int(v) for v in space.nvec),
+            tuple(int(v) for v in space.start),
         )
-    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-        raise UnsupportedEnvError(
-            f"{env_id} has observation space {obs_space}; pgdeploy supports {SUPPORTED} "
-            "(flatten Dict/Tuple/image observations with a gymnasium wrapper first)"
-        )
-    if int(action_space.start) != 0:
-        raise UnsupportedEnvError(
-            f"{env_id} has Discrete actions starting at {action_space.start}; expected 0"
-        )
+    hint = (
+        "continuous actions need another algorithm (e.g. a Gaussian policy)"
+        if isinstance(space, spaces.Box)
+        else "flatten a multi-dimensional MultiDiscrete to 1-D with a wrapper"
+        if isinstance(space, spaces.MultiDiscrete) and space.nvec.ndim != 1
+        else "every action head needs at least 2 choices"
+    )
+    raise UnsupportedEnvError(
+        f"{env_id} has action space {space}; pgdeploy supports {SUPPORTED} ({hint})"
+    )
+
+
+def observation_layout(env_id: str, space: gym.Space[Any]) -> dict[str, Any]:
+    """The observation space as a :mod:`pgdeploy.layout` tree (gymnasium's flatten order)."""
+    spaces = gym.spaces
+    if isinstance(space, spaces.Box):
+        if _is_image(space):
+            raise UnsupportedEnvError(
+                f"{env_id} has image observations {space}; pgdeploy's MLP policy does not take "
+                "images (a CNN is out of scope). Wrap the env so it returns a flat vector, e.g. "
+                "gymnasium.wrappers.FlattenObservation (after GrayscaleObservation and "
+                "ResizeObservation to keep it small), in a module that registers the wrapped "
+                "env, and train on 'your_module:YourEnv-v0'"
+            )
+        return {"type": "box", "shape": [int(d) for d in space.shape]}
+    if isinstance(space, spaces.Discrete):
+        return {"type": "discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, spaces.MultiBinary):
+        return {"type": "multi_binary", "shape": [int(d) for d in space.shape]}
+    if isinstance(space, spaces.MultiDiscrete):
+        return {
+            "type": "multi_discrete",
+            "shape": [int(d) for d in space.shape],
+            "nvec": [int(v) for v in space.nvec.reshape(-1)],
+            "start": [int(v) for v in space.start.reshape(-1)],
+        }
+    if isinstance(space, spaces.Dict):
+        return {
+            "type": "dict",
+            "spaces": {str(k): observation_layout(env_id, v) for k, v in space.spaces.items()},
+        }
+    if isinstance(space, spaces.Tuple):
+        return {"type": "tuple", "spaces": [observation_layout(env_id, v) for v in space.spaces]}
+    raise UnsupportedEnvError(
+        f"{env_id} has observation space {space}; pgdeploy supports {SUPPORTED} "
+        "(wrap other spaces so they return one of these, e.g. with "
+        "gymnasium.wrappers.FlattenObservation)"
+    )
+
+
+def _is_image(space: gym.spaces.Box) -> bool:
+    """Box uint8 (H, W), (H, W, C) or (C, H, W): what gymnasium's image checks consider images."""
+    return space.dtype == np.uint8 and len(space.shape) in (2, 3) and min(space.shape[:2]) >= 8
+
+
+def observation_bounds(
+    space: gym.Space[Any],
+) -> tuple[list[float], list[float]]:
+    """Per raw column (layout order): Box bounds, 0/1 for MultiBinary, the integer range of
+    Discrete/MultiDiscrete values."""
+    spaces = gym.spaces
+    if isinstance(space, spaces.Box):
+        low = np.asarray(space.low, np.float64).reshape(-1)
+        high = np.asarray(space.high, np.float64).reshape(-1)
+        return [_bound(v) for v in low], [_bound(v) for v in high]
+    if isinstance(space, spaces.Discrete):
+        return [float(space.start)], [float(space.start + space.n - 1)]
+    if isinstance(space, spaces.MultiBinary):
+        size = int(np.prod(space.shape))
+        return [0.0] * size, [1.0] * size
+    if isinstance(space, spaces.MultiDiscrete):
+        start = space.start.reshape(-1).astype(np.float64)
+        return start.tolist(), (start + space.nvec.reshape(-1) - 1).tolist()
+    low: list[float] = []
+    high: list[float] = []
+    members = space.spaces.values() if isinstance(space, spaces.Dict) else space.spaces  # type: ignore[attr-defined]
+    for sub in members:
+        sub_low, sub_high = observation_bounds(sub)
+        low += sub_low
+        high += sub_high
+    return low, high
 
 
 def policy_spec(env_id: str) -> PolicySpec:
@@ -62,23 +149,25 @@ def policy_spec(env_id: str) -> PolicySpec:
     env = make_env(env_id)
     try:
         check_spaces(env_id, env.observation_space, env.action_space)
-        box = env.observation_space
-        assert isinstance(box, gym.spaces.Box)
+        actions = action_layout(env_id, env.action_space)
+        tree = observation_layout(env_id, env.observation_space)
+        low, high = observation_bounds(env.observation_space)
         spec = env.spec
         threshold = spec.reward_threshold if spec is not None else None
         max_steps = spec.max_episode_steps if spec is not None else None
         meanings = getattr(env.unwrapped, "get_action_meanings", None)
         names = tuple(str(m) for m in meanings()) if callable(meanings) else ()
-        n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
         return PolicySpec(
             env_id=env_id,
-            obs_dim=int(box.shape[0]),
-            n_actions=n_actions,
-            obs_low=tuple(_bound(v) for v in np.asarray(box.low, np.float64)),
-            obs_high=tuple(_bound(v) for v in np.asarray(box.high, np.float64)),
-            action_names=names if len(names) == n_actions else (),
+            obs_dim=len(low),
+            n_actions=actions.n_logits,
+            obs_low=tuple(low),
+            obs_high=tuple(high),
+            action_names=names if len(names) == actions.n_logits and not actions.multi else (),
             reward_threshold=None if threshold is None else float(threshold),
             max_episode_steps=None if max_steps is None else int(max_steps),
+            observation_space=tree,
+            action_space=actions.to_dict(),
         )
     finally:
         env.close()

@@ -17,21 +17,30 @@ from typing import Any
 import numpy as np
 
 from pgdeploy.errors import ModelLoadError
+from pgdeploy.layout import ActionLayout, ObsLayout
 
 #: float32's largest finite value: gymnasium's "unbounded" in many spaces, and what clip
 #: bounds use in place of infinity (a float32 graph cannot hold a larger finite bound).
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 #: Version of the file formats (``model.pt`` dict and ONNX metadata). Bumped on any
-#: incompatible change; loaders refuse versions they do not know.
-FORMAT_VERSION = 1
+#: incompatible change; loaders refuse versions they do not know. Version 2 added the
+#: observation and action layouts (structured observations, action ``start``,
+#: multi-discrete heads); a version-1 file is a 1-D Box / Discrete(n, start=0) policy and
+#: still loads.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 # The ONNX graph's input/output contract (see README, "The portable graph").
 OBS_INPUT = "obs"  #: float32 (batch, obs_dim): raw observations, normalised inside.
-UNIFORM_INPUT = "uniform"  #: float32 (batch, 1): one uniform in [0, 1) per observation.
-PROBS_OUTPUT = "probs"  #: float32 (batch, n_actions): softmax probabilities.
-GREEDY_OUTPUT = "greedy_action"  #: int64 (batch,): argmax of probs (first on ties).
-SAMPLED_OUTPUT = "sampled_action"  #: int64 (batch,): inverse-CDF sample given uniform.
+#: float32 (batch, n_branches): one uniform in [0, 1) per observation and action head.
+UNIFORM_INPUT = "uniform"
+#: float32 (batch, n_actions): softmax probabilities (per head, concatenated).
+PROBS_OUTPUT = "probs"
+#: int64 (batch,) or (batch, n_branches): start + argmax of each head (first on ties).
+GREEDY_OUTPUT = "greedy_action"
+#: int64, as greedy: start + the inverse-CDF sample of each head given its uniform.
+SAMPLED_OUTPUT = "sampled_action"
 OUTPUT_NAMES = (PROBS_OUTPUT, GREEDY_OUTPUT, SAMPLED_OUTPUT)
 
 IO_CONTRACT = (
@@ -39,7 +48,11 @@ IO_CONTRACT = (
     f"space and normalised inside the graph); {UNIFORM_INPUT} float32[batch,1] uniform in [0,1). "
     f"outputs: {PROBS_OUTPUT} float32[batch,n_actions]; {GREEDY_OUTPUT} int64[batch] = "
     f"argmax(probs); {SAMPLED_OUTPUT} int64[batch] = number of k < n_actions-1 with "
-    f"cumsum(probs)[k] <= uniform (inverse CDF). Callers must reject non-finite observations."
+    f"cumsum(probs)[k] <= uniform (inverse CDF). Callers must reject non-finite observations. "
+    "With observation/action layouts (format 2): obs is the raw flat row of the env's "
+    "observation (Discrete values as their integers, one-hot encoded inside the graph); "
+    "multi-discrete actions have one softmax, one uniform column and one output column per "
+    "head; outputs include the action space's start. See docs/envs.md."
 )
 
 _META_PREFIX = "pgdeploy."
@@ -58,6 +71,12 @@ class PolicySpec:
     action_names: tuple[str, ...] = ()
     reward_threshold: float | None = None
     max_episode_steps: int | None = None
+    #: How the env's observation maps onto the ``obs`` row (:mod:`pgdeploy.layout`);
+    #: ``None`` means a 1-D Box of ``obs_dim`` values.
+    observation_space: Mapping[str, Any] | None = field(default=None, compare=False)
+    #: Action heads (:class:`~pgdeploy.layout.ActionLayout` as a dict); ``None`` means
+    #: ``Discrete(n_actions)`` starting at 0.
+    action_space: Mapping[str, Any] | None = field(default=None, compare=False)
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -74,10 +93,36 @@ class PolicySpec:
             raise ValueError(
                 f"action_names must have {self.n_actions} entries, got {len(self.action_names)}"
             )
+        obs_layout = ObsLayout(self.observation_space or {"type": "box", "shape": [self.obs_dim]})
+        if obs_layout.obs_dim != self.obs_dim:
+            raise ValueError(
+                f"observation_space has {obs_layout.obs_dim} values, obs_dim says {self.obs_dim}"
+            )
+        actions = (
+            ActionLayout.from_dict(self.action_space)
+            if self.action_space is not None
+            else ActionLayout.discrete(self.n_actions)
+        )
+        if actions.n_logits != self.n_actions:
+            raise ValueError(
+                f"action_space has {actions.n_logits} choices in all, n_actions says "
+                f"{self.n_actions}"
+            )
+        object.__setattr__(self, "_obs_layout", obs_layout)
+        object.__setattr__(self, "_action_layout", actions)
 
     @property
     def obs_shape(self) -> tuple[int]:
+        """Shape of the graph's (raw flat) observation row."""
         return (self.obs_dim,)
+
+    @property
+    def obs_layout(self) -> ObsLayout:
+        return self._obs_layout  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def action_layout(self) -> ActionLayout:
+        return self._action_layout  # type: ignore[attr-defined,no-any-return]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (infinite bounds become ``None``)."""
@@ -90,6 +135,8 @@ class PolicySpec:
             "action_names": list(self.action_names),
             "reward_threshold": self.reward_threshold,
             "max_episode_steps": self.max_episode_steps,
+            "observation_space": self.obs_layout.tree,
+            "action_space": self.action_layout.to_dict(),
         }
 
     @classmethod
@@ -104,7 +151,17 @@ class PolicySpec:
             action_names=tuple(str(n) for n in data.get("action_names") or ()),
             reward_threshold=_optional_float(data.get("reward_threshold")),
             max_episode_steps=_optional_int(data.get("max_episode_steps")),
+            observation_space=_optional_mapping(data.get("observation_space")),
+            action_space=_optional_mapping(data.get("action_space")),
         )
+
+
+def _optional_mapping(value: Any) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a JSON object, got {value!r}")
+    return dict(value)
 
 
 def _as_int(value: Any) -> int:
@@ -164,9 +221,10 @@ def metadata_from_props(props: Mapping[str, str], *, source: str) -> ModelMetada
             if key.startswith(_META_PREFIX)
         }
         version = values["format_version"]
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ModelLoadError(
-                f"{source} has pgdeploy format version {version!r}, expected {FORMAT_VERSION}; "
+                f"{source} has pgdeploy format version {version!r}, expected one of "
+                f"{list(READABLE_VERSIONS)}; "
                 "re-export it with this version of pgdeploy or upgrade pgdeploy"
             )
         return ModelMetadata(

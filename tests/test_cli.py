@@ -139,7 +139,7 @@ def test_preset_applies_and_flags_override(tmp_path: Path, monkeypatch: pytest.M
 
 def test_unsupported_env_fails_fast_naming_what_is_supported(tmp_path: Path) -> None:
     output = invoke("train", "--env", "tests.tiny_envs:GuessContinuous-v0", ok=False)
-    assert "supports a 1-D Box observation space and a Discrete action space" in output
+    assert "actions: Discrete (>= 2 actions, any start) or 1-D MultiDiscrete" in output
     assert "Traceback" not in output
 
 

@@ -1,4 +1,4 @@
-"""Envs: any Box-obs/Discrete-action env, including module:EnvId; clear refusals otherwise."""
+"""Envs: the supported spaces, including module:EnvId; clear refusals otherwise."""
 
 from __future__ import annotations
 
@@ -32,9 +32,12 @@ def test_acrobot_is_supported() -> None:
 @pytest.mark.parametrize(
     ("env_id", "match"),
     [
-        ("tests.tiny_envs:GuessContinuous-v0", r"action space Box.*supports a 1-D Box"),
-        ("tests.tiny_envs:GuessDict-v0", r"observation space Dict.*flatten Dict"),
-        ("Pendulum-v1", r"continuous or multi-discrete actions need another algorithm"),
+        ("tests.tiny_envs:GuessContinuous-v0", r"action space Box.*actions: Discrete"),
+        (
+            "tests.tiny_envs:GuessImage-v0",
+            r"image observations .*uint8.*gymnasium\.wrappers\.FlattenObservation",
+        ),
+        ("Pendulum-v1", r"continuous actions need another algorithm"),
         ("NoSuchEnv-v0", r"cannot make environment 'NoSuchEnv-v0'"),
         ("no_such_module:Env-v0", r"cannot make environment 'no_such_module:Env-v0'"),
     ],

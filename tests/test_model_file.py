@@ -117,7 +117,7 @@ def test_obs_dim_differs_from_metadata(exported_model: Path, tmp_path: Path) -> 
     def change(model: onnx.ModelProto) -> None:
         spec = get_meta(model, "spec")
         assert isinstance(spec, dict)
-        spec.update(obs_dim=5, obs_low=[None] * 5, obs_high=[None] * 5)
+        spec.update(obs_dim=5, obs_low=[None] * 5, obs_high=[None] * 5, observation_space=None)
         set_meta(model, "spec", spec)
 
     path = mutated(exported_model, tmp_path, change)
@@ -129,7 +129,7 @@ def test_n_actions_differs_from_metadata(exported_model: Path, tmp_path: Path) -
     def change(model: onnx.ModelProto) -> None:
         spec = get_meta(model, "spec")
         assert isinstance(spec, dict)
-        spec.update(n_actions=3, action_names=[])
+        spec.update(n_actions=3, action_names=[], action_space=None)
         set_meta(model, "spec", spec)
 
     path = mutated(exported_model, tmp_path, change)
@@ -139,7 +139,7 @@ def test_n_actions_differs_from_metadata(exported_model: Path, tmp_path: Path) -
 
 def test_unknown_format_version(exported_model: Path, tmp_path: Path) -> None:
     path = mutated(exported_model, tmp_path, lambda m: set_meta(m, "format_version", 99))
-    with pytest.raises(ModelLoadError, match="format version 99, expected 1"):
+    with pytest.raises(ModelLoadError, match=r"format version 99, expected one of \[1, 2\]"):
         Agent.load(path)
 
 

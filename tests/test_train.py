@@ -61,7 +61,10 @@ def test_budget_spent_without_solving_says_so() -> None:
     config = TrainConfig(env_id=MATCH_ID, seed=0, num_envs=4, total_timesteps=64)
     summary = train(config).summary
     assert not summary["solved"] and summary["steps_to_solve"] is None
-    assert summary["stop_reason"] == "budget of 64 env steps spent"
+    assert summary["stop_reason"] == (
+        "budget of 64 env steps spent without reaching the reward threshold 7.5 (fewer than "
+        "100 episodes finished); try a larger total_timesteps, or a preset or lower learning_rate"
+    )
     assert summary["env_steps"] == 64
 
 

@@ -1,7 +1,19 @@
-"""Tiny gymnasium envs for tests, registered on import (``--env tests.tiny_envs:Guess-v0``).
+"""Tiny gymnasium envs for tests and benchmarks, registered on import
+(``--env tests.tiny_envs:Guess-v0``). They depend on gymnasium and numpy only.
 
-``Guess``: the observation's sign says which of two actions pays 1; 8 steps per episode,
-so a policy learns it in a few thousand steps. The others have spaces pgdeploy refuses.
+Each is a one-step-memory guessing game of 8 steps, learnable in a few thousand steps,
+with a different observation or action space:
+
+- ``Guess``: 1-D Box obs, Discrete(2) actions (the observation's sign pays 1).
+- ``Pick``: Discrete(5, start=1) obs, Discrete(5, start=1) actions (say the number).
+- ``Grid``: Box (2, 3) obs, Discrete(3, start=-1) actions (the largest column of row 0).
+- ``MultiGuess``: Box (2, 3) obs, MultiDiscrete([2, 3]) actions (sign of obs[0, 0], and
+  the largest column of row 1; each head pays 0.5).
+- ``DictGuess``: Dict(pos Box(2,), target Discrete(3), bits MultiBinary(2)) obs,
+  Discrete(3) actions (say the target).
+- ``TupleGuess``: Tuple(MultiDiscrete([3, 2]), Box (2, 2)) obs, MultiDiscrete([3, 2],
+  start=[1, 0]) actions (repeat both numbers).
+The others have spaces pgdeploy refuses (continuous actions, image observations).
 """
 
 from __future__ import annotations
@@ -11,38 +23,131 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+_STEPS = 8
 
-class Guess(gym.Env[np.ndarray, int]):
-    observation_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-    action_space = gym.spaces.Discrete(2)
+
+class _Game(gym.Env[Any, Any]):
+    """Shared episode logic: ``_observe`` draws a new observation, ``_reward`` scores."""
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
         self._t = 0
-        return self._observe(), {}
+        self._obs = self._observe()
+        return self._obs, {}
 
-    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        reward = float(int(action) == int(self._obs[0] > 0))
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        if not self.action_space.contains(np.asarray(action, dtype=np.int64)):
+            raise ValueError(f"invalid action {action!r} for {self.action_space}")
+        reward = self._reward(action)
         self._t += 1
-        return self._observe(), reward, self._t >= 8, False, {}
+        self._obs = self._observe()
+        return self._obs, reward, self._t >= _STEPS, False, {}
+
+    def _observe(self) -> Any:
+        raise NotImplementedError
+
+    def _reward(self, action: Any) -> float:
+        raise NotImplementedError
+
+
+class Guess(_Game):
+    observation_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(2)
 
     def _observe(self) -> np.ndarray:
-        self._obs = self.np_random.uniform(-1, 1, size=2).astype(np.float32)
-        return self._obs
+        return self.np_random.uniform(-1, 1, size=2).astype(np.float32)
+
+    def _reward(self, action: Any) -> float:
+        return float(int(action) == int(self._obs[0] > 0))
+
+
+class Pick(_Game):
+    observation_space = gym.spaces.Discrete(5, start=1)
+    action_space = gym.spaces.Discrete(5, start=1)
+
+    def _observe(self) -> int:
+        return int(self.np_random.integers(1, 6))
+
+    def _reward(self, action: Any) -> float:
+        return float(int(action) == self._obs)
+
+
+class Grid(_Game):
+    observation_space = gym.spaces.Box(-1.0, 1.0, shape=(2, 3), dtype=np.float32)
+    action_space = gym.spaces.Discrete(3, start=-1)
+
+    def _observe(self) -> np.ndarray:
+        return self.np_random.uniform(-1, 1, size=(2, 3)).astype(np.float32)
+
+    def _reward(self, action: Any) -> float:
+        return float(int(action) + 1 == int(np.argmax(self._obs[0])))
+
+
+class MultiGuess(Grid):
+    action_space = gym.spaces.MultiDiscrete([2, 3])  # type: ignore[assignment]
+
+    def _reward(self, action: Any) -> float:
+        a = np.asarray(action)
+        sign = int(a[0]) == int(self._obs[0, 0] > 0)
+        column = int(a[1]) == int(np.argmax(self._obs[1]))
+        return 0.5 * sign + 0.5 * column
+
+
+class DictGuess(_Game):
+    observation_space = gym.spaces.Dict(
+        {
+            "pos": gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
+            "target": gym.spaces.Discrete(3),
+            "bits": gym.spaces.MultiBinary(2),
+        }
+    )
+    action_space = gym.spaces.Discrete(3)
+
+    def _observe(self) -> dict[str, Any]:
+        return {
+            "pos": self.np_random.uniform(-1, 1, size=2).astype(np.float32),
+            "target": int(self.np_random.integers(3)),
+            "bits": self.np_random.integers(0, 2, size=2).astype(np.int8),
+        }
+
+    def _reward(self, action: Any) -> float:
+        return float(int(action) == self._obs["target"])
+
+
+class TupleGuess(_Game):
+    observation_space = gym.spaces.Tuple(
+        (
+            gym.spaces.MultiDiscrete([3, 2]),
+            gym.spaces.Box(-1.0, 1.0, shape=(2, 2), dtype=np.float32),
+        )
+    )
+    action_space = gym.spaces.MultiDiscrete([3, 2], start=[1, 0])
+
+    def _observe(self) -> tuple[np.ndarray, np.ndarray]:
+        numbers = np.array([self.np_random.integers(3), self.np_random.integers(2)], np.int64)
+        return numbers, self.np_random.uniform(-1, 1, size=(2, 2)).astype(np.float32)
+
+    def _reward(self, action: Any) -> float:
+        a = np.asarray(action)
+        numbers = self._obs[0]
+        return 0.5 * float(a[0] - 1 == numbers[0]) + 0.5 * float(a[1] == numbers[1])
 
 
 class Continuous(Guess):
     action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)  # type: ignore[assignment]
 
 
-class DictObs(Guess):
-    observation_space = gym.spaces.Dict(  # type: ignore[assignment]
-        {"x": gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)}
-    )
+class Image(Guess):
+    observation_space = gym.spaces.Box(0, 255, shape=(16, 16, 3), dtype=np.uint8)  # type: ignore[assignment]
 
 
 gym.register("Guess-v0", entry_point=Guess, reward_threshold=7.0)
+gym.register("Pick-v0", entry_point=Pick, reward_threshold=7.0)
+gym.register("Grid-v0", entry_point=Grid, reward_threshold=7.0)
+gym.register("MultiGuess-v0", entry_point=MultiGuess, reward_threshold=7.0)
+gym.register("DictGuess-v0", entry_point=DictGuess, reward_threshold=7.0)
+gym.register("TupleGuess-v0", entry_point=TupleGuess, reward_threshold=7.0)
 gym.register("GuessContinuous-v0", entry_point=Continuous)
-gym.register("GuessDict-v0", entry_point=DictObs)
+gym.register("GuessImage-v0", entry_point=Image)

@@ -22,12 +22,19 @@ from pgdeploy._io import atomic_write_bytes
 from pgdeploy.errors import ExportVerificationError
 from pgdeploy.export.formats import _quiet_torch, onnx_bytes, torchscript_bytes
 from pgdeploy.export.reference import GraphFn, TorchAgent
-from pgdeploy.export.verify import FormatCheck, compare, verification_observations
+from pgdeploy.export.verify import (
+    FormatCheck,
+    compare,
+    logit_error_bound,
+    probability_tolerance,
+    verification_observations,
+)
 from pgdeploy.runtime.agent import Agent
 from pgdeploy.training.checkpoint import load_checkpoint
 from pgdeploy.training.policy import DeployablePolicy
 
-#: Largest allowed |p_export - p_torch| over all verification observations (float32).
+#: Absolute floor of the allowed |p_export - p_torch|, added to the float32 bound that
+#: :func:`~pgdeploy.export.verify.probability_tolerance` derives per observation.
 DEFAULT_ATOL = 1e-6
 
 
@@ -55,8 +62,12 @@ def export_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     policy = checkpoint.build_policy()
     obs = verification_observations(policy, n_random=n_random, n_on_policy=n_on_policy, seed=seed)
-    uniforms = np.random.default_rng(seed).random(len(obs), dtype=np.float32)
+    heads = checkpoint.spec.action_layout.n_branches
+    uniforms = np.random.default_rng(seed).random(len(obs) * heads, dtype=np.float32)
     reference = TorchAgent.from_policy(policy).run_graph(obs, uniforms)
+    tolerance = probability_tolerance(
+        reference[0], logit_error_bound(policy, obs), policy.nvec, atol
+    )
     deployable = DeployablePolicy(policy).eval()
     checks = []
     for fmt, name, payload, loader in (
@@ -70,11 +81,14 @@ def export_checkpoint(
     ):
         with _staged(folder / name, payload) as staged:
             graph = loader(staged)
-            check = compare(fmt, folder / name, graph, checkpoint.spec, obs, uniforms, reference)
-            if check.max_abs_diff > atol or not check.passed_actions:
+            check = compare(
+                fmt, folder / name, graph, checkpoint.spec, obs, uniforms, reference, tolerance
+            )
+            if not check.passed:
                 raise ExportVerificationError(
                     f"{fmt} export differs from the PyTorch policy: max |dp| = "
-                    f"{check.max_abs_diff:.3g} (tolerance {atol:.3g}), "
+                    f"{check.max_abs_diff:.3g}, {check.max_tolerance_ratio:.3g}x the float32 "
+                    f"tolerance (atol floor {atol:.3g}), "
                     f"{check.greedy_mismatches} greedy and {check.sampled_mismatches} sampled "
                     f"action mismatches over {len(obs)} observations; nothing was written"
                 )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from pgdeploy.export.reference import GraphFn, TorchAgent
 from pgdeploy.runtime.agent import Agent
@@ -22,6 +24,8 @@ class FormatCheck:
     format: str
     path: Path
     max_abs_diff: float
+    #: Largest |dp| / tolerance over all probabilities: <= 1 passes.
+    max_tolerance_ratio: float
     greedy_mismatches: int
     sampled_mismatches: int
     n_observations: int
@@ -30,41 +34,120 @@ class FormatCheck:
     def passed_actions(self) -> bool:
         return self.greedy_mismatches == 0 and self.sampled_mismatches == 0
 
+    @property
+    def passed(self) -> bool:
+        return self.max_tolerance_ratio <= 1.0 and self.passed_actions
+
 
 def verification_observations(
     policy: SoftmaxPolicy, *, n_random: int, n_on_policy: int, seed: int
 ) -> npt.NDArray[np.float32]:
-    """Random observations around the training statistics, plus ones the policy visits."""
+    """Raw rows: random ones around the training statistics (categorical values drawn
+    uniformly from their ranges), plus ones the policy visits."""
     rng = np.random.default_rng(seed)
     spec = policy.spec
-    mean = policy.obs_mean.numpy().astype(np.float64)
-    std = np.sqrt(policy.obs_var.numpy().astype(np.float64))
-    random = rng.normal(mean, 3 * std, size=(n_random, spec.obs_dim))
-    random = np.clip(random, np.asarray(spec.obs_low), np.asarray(spec.obs_high))
+    layout = spec.obs_layout
+    random = np.zeros((n_random, spec.obs_dim), np.float64)
+    columns = list(layout.continuous_columns)
+    if columns:
+        mean = policy.obs_mean.numpy().astype(np.float64)
+        std = np.sqrt(policy.obs_var.numpy().astype(np.float64))
+        values = rng.normal(mean, 3 * std, size=(n_random, len(columns)))
+        low, high = np.asarray(spec.obs_low)[columns], np.asarray(spec.obs_high)[columns]
+        random[:, columns] = np.clip(values, low, high)
+    for column, (first, last) in layout.categorical_bounds().items():
+        random[:, column] = rng.integers(first, last + 1, size=n_random)
     return np.concatenate(
         [random.astype(np.float32), on_policy_observations(policy, n_on_policy, seed)]
     )
 
 
 def on_policy_observations(policy: SoftmaxPolicy, n: int, seed: int) -> npt.NDArray[np.float32]:
-    """``n`` observations from episodes the policy itself plays (sampled actions)."""
+    """``n`` raw rows from episodes the policy itself plays (sampled actions)."""
     from pgdeploy.envs import make_env
 
     env = make_env(policy.spec.env_id)
     agent = TorchAgent.from_policy(policy, seed=seed)
+    layout = policy.spec.obs_layout
     observations: list[npt.NDArray[np.float32]] = []
+    steps = 0
+    limit = policy.spec.max_episode_steps or 1000
     try:
         obs, _ = env.reset(seed=seed)
         while len(observations) < n:
-            observations.append(np.asarray(obs, np.float32))
+            observations.append(
+                np.asarray(obs, np.float32) if layout.plain else layout.flatten(obs)
+            )
             obs, _, terminated, truncated, _ = env.step(agent.act(obs))
-            if terminated or truncated:
+            steps += 1
+            if terminated or truncated or steps >= limit:
                 obs, _ = env.reset()
+                steps = 0
     finally:
         env.close()
     return (
         np.stack(observations) if observations else np.zeros((0, policy.spec.obs_dim), np.float32)
     )
+
+
+#: Unit roundoff of float32 (half an ulp of 1.0).
+FLOAT32_UNIT = 2.0**-24
+#: Multiple of sqrt(fan-in) * unit roundoff allowed per layer (see :func:`logit_error_bound`).
+ROUNDING_FACTOR = 1.0
+
+
+def logit_error_bound(
+    policy: SoftmaxPolicy, obs: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float64]:
+    """Per observation and logit, how far two correct float32 evaluations may differ.
+
+    A layer ``y = W x + b`` with fan-in ``k`` evaluated in float32 is off by at most
+    ``gamma_k * (|W| |x| + |b|)``, and an input error ``e`` reaches the output as
+    ``|W| e`` (ReLU does not enlarge either). Rigorously ``gamma_k ~ k u``; rounding errors
+    behave like independent random variables, so ``sqrt(k) u`` times a small constant
+    (Higham & Mary, 2019) is what real evaluations stay within, and that is what is used
+    (``ROUNDING_FACTOR * sqrt(k + 2) * u``; the +2 covers the normalisation folded into
+    the first layer). The recursion runs in float64 on the magnitudes of the training
+    policy's own activations, so the bound scales with the observation, the weights and
+    the fan-in: large unbounded observations get a proportionally larger bound, a
+    small model on small inputs a tight one. Both sides (training policy, exported graph)
+    contribute, hence the factor 2.
+    """
+    with torch.no_grad():
+        x = policy.features(torch.from_numpy(obs)).double().abs()
+        error = x * 2 * FLOAT32_UNIT  # (x - mean) / std: two roundings
+        for module in policy.net:
+            if isinstance(module, torch.nn.Linear):
+                weight = module.weight.double().abs()
+                k = weight.shape[1]
+                gamma = ROUNDING_FACTOR * math.sqrt(k + 2) * FLOAT32_UNIT
+                magnitude = x @ weight.T + module.bias.double().abs()
+                error = error @ weight.T + gamma * magnitude
+                x = magnitude
+    return 2 * error.numpy()  # type: ignore[no-any-return]
+
+
+def probability_tolerance(
+    probs: npt.NDArray[np.float32],
+    logit_bound: npt.NDArray[np.float64],
+    nvec: list[int],
+    atol: float,
+) -> npt.NDArray[np.float64]:
+    """Per observation and action, the largest |dp| logit errors of ``logit_bound`` allow.
+
+    For p = softmax(z) and |dz| <= d (the largest bound of the head),
+    |dp_i| <= p_i (exp(2 d) - 1); the softmax itself adds ~(A + 4) u relative error for A
+    actions. ``atol`` is an absolute floor (float noise on tiny probabilities).
+    """
+    p = probs.astype(np.float64)
+    tol = np.empty_like(p)
+    offset = 0
+    for n in nvec:
+        head = slice(offset, offset + n)
+        d = logit_bound[:, head].max(axis=1, keepdims=True)
+        tol[:, head] = p[:, head] * (np.expm1(2 * d) + (n + 4) * FLOAT32_UNIT)
+        offset += n
+    return tol + atol
 
 
 def compare(
@@ -75,25 +158,46 @@ def compare(
     obs: npt.NDArray[np.float32],
     uniforms: npt.NDArray[np.float32],
     reference: tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]],
+    tolerance: npt.NDArray[np.float64],
 ) -> FormatCheck:
-    """Compare probs, greedy and sampled actions; ties within float noise are not mismatches."""
+    """Compare probs with a per-element ``tolerance`` (:func:`probability_tolerance`), and
+    greedy and sampled actions; decisions within the tolerance of a tie are not mismatches."""
     if isinstance(graph, Agent):
         out = graph.run_graph(obs, uniforms)
         probs, greedy, sampled = (out[name] for name in OUTPUT_NAMES)
     else:
         probs, greedy, sampled = TorchAgent(graph, spec).run_graph(obs, uniforms)
     ref_probs, ref_greedy, ref_sampled = reference
-    diff = float(np.abs(probs - ref_probs).max())
-    margin = 4 * max(diff, 1e-7)  # a decision this close to a boundary may flip either way
-    top2 = np.sort(ref_probs, axis=1)[:, -2:]
-    clear_greedy = (top2[:, 1] - top2[:, 0]) > margin
-    cdf = np.cumsum(ref_probs[:, :-1], axis=1)
-    clear_sample = (np.abs(cdf - uniforms[:, None]) > margin).all(axis=1)
+    abs_diff = np.abs(probs.astype(np.float64) - ref_probs)
+    diff = float(abs_diff.max())
+    ratio = float((abs_diff / tolerance).max())
+    nvec = list(spec.action_layout.nvec)
+    u = uniforms.reshape(len(obs), len(nvec))
+    greedy_bad = np.zeros(len(obs), bool)
+    sampled_bad = np.zeros(len(obs), bool)
+    offset = 0
+    for index, n in enumerate(nvec):
+        head = slice(offset, offset + n)
+        p, tol = ref_probs[:, head], tolerance[:, head]
+        margin = 2 * tol.sum(axis=1) + 4e-7  # a decision this close to a boundary may flip
+        top2 = np.sort(p, axis=1)[:, -2:]
+        clear_greedy = (top2[:, 1] - top2[:, 0]) > margin
+        cdf = np.cumsum(p[:, :-1], axis=1)
+        clear_sample = (np.abs(cdf - u[:, index : index + 1]) > margin[:, None]).all(axis=1)
+        g, rg = greedy.reshape(len(obs), -1)[:, index], ref_greedy.reshape(len(obs), -1)[:, index]
+        s_, rs = (
+            sampled.reshape(len(obs), -1)[:, index],
+            ref_sampled.reshape(len(obs), -1)[:, index],
+        )
+        greedy_bad |= (g != rg) & clear_greedy
+        sampled_bad |= (s_ != rs) & clear_sample
+        offset += n
     return FormatCheck(
         format=fmt,
         path=path,
         max_abs_diff=diff,
-        greedy_mismatches=int(((greedy != ref_greedy) & clear_greedy).sum()),
-        sampled_mismatches=int(((sampled != ref_sampled) & clear_sample).sum()),
+        max_tolerance_ratio=ratio,
+        greedy_mismatches=int(greedy_bad.sum()),
+        sampled_mismatches=int(sampled_bad.sum()),
         n_observations=len(obs),
     )

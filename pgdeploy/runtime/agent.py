@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from pgdeploy.errors import ObservationError
 from pgdeploy.runtime.model_file import LoadedModel, load_model
 from pgdeploy.runtime.observations import ObservationChecker, OutOfBounds
 from pgdeploy.runtime.sampling import SeedLike, UniformStream, as_seed_sequence
@@ -115,7 +116,14 @@ class Agent:
         self._stream = UniformStream(self._seed_sequence)
         self._child_lock = threading.Lock()
         self._thread_state = _ThreadState()
+        layout, actions = self.spec.obs_layout, self.spec.action_layout
+        #: Structured observations (Discrete, Dict, multi-dim Box ...) are converted to the
+        #: graph's row by the layout; plain 1-D Box observations go straight in.
+        self._flatten = None if layout.plain else layout
+        self._heads = actions.n_branches
+        self._multi = actions.multi
         use_binding = fast_path and _BoundSingleStep.available(self._session)
+        use_binding = use_binding and layout.plain and not actions.multi
         self._bound = _BoundSingleStep(self._session, self.spec) if use_binding else None
         self._action_output = GREEDY_OUTPUT if deterministic else SAMPLED_OUTPUT
 
@@ -171,15 +179,18 @@ class Agent:
         self._stream = UniformStream(self._seed_sequence)
         self._thread_state = _ThreadState()
 
-    def act(self, obs: Any) -> int:
-        """The action for one observation of shape ``(obs_dim,)``.
+    def act(self, obs: Any) -> Any:
+        """The env's action for one observation, exactly as the env returned it.
 
-        The happy path (a float32 ndarray of the right shape, from the creating thread) is
-        a memoryview copy, a Python-float bounds check, one uniform and one bound run.
+        An ``int`` for a Discrete action space (its ``start`` included), an int64 array of
+        shape ``(heads,)`` for MultiDiscrete. The happy path (a float32 ndarray of shape
+        ``(obs_dim,)``, from the creating thread) is a memoryview copy, a Python-float
+        bounds check, one uniform and one bound run; other observation kinds (see
+        :mod:`pgdeploy.layout`) take :meth:`_act_one`.
         """
         bound = self._bound
         if bound is None or _get_ident() != self._owner:
-            return int(self.act_batch(self.checker.as_row(obs)[np.newaxis, :])[0])
+            return self._act_one(obs)
         if type(obs) is np.ndarray and obs.dtype is _FLOAT32 and obs.shape == bound.row.shape:
             bound.obs_view[:] = obs
             self.checker.check_row(bound.row)
@@ -192,23 +203,38 @@ class Agent:
         bound.run_bound(bound.binding, bound.run_options)
         return bound.sampled_view[0]
 
+    def _act_one(self, obs: Any) -> Any:
+        """One observation of any supported kind, through the batch path."""
+        row = self._flatten.flatten(obs) if self._flatten is not None else obs
+        actions = self._act_rows(self.checker.as_row(row)[np.newaxis, :])
+        return actions[0] if self._multi else int(actions[0])
+
     def act_batch(self, obs_batch: Any) -> npt.NDArray[np.int64]:
-        """Actions for a batch of shape ``(n, obs_dim)``, as an int64 array of shape ``(n,)``.
+        """Actions for a batch, as int64 ``(n,)`` (Discrete) or ``(n, heads)`` (MultiDiscrete).
+
+        The batch is ``(n, obs_dim)`` rows for a 1-D Box, else what a gymnasium vector env
+        returns for the observation space (``(n,)`` ints for Discrete, ``(n, *shape)`` for
+        Box, a dict of such arrays for Dict ...).
 
         Large batches run in chunks of ``BATCH_CHUNK`` rows, so the hidden layer's
         activations stay in cache, spread over ``batch_threads`` threads (onnxruntime
         releases the GIL while it runs). Uniforms are drawn before the split, in row
         order, so the actions do not depend on the thread count.
         """
-        batch = self.checker.as_batch(obs_batch)
-        uniforms = self._uniforms(len(batch)).reshape(-1, 1)
+        if self._flatten is not None:
+            obs_batch = self._flatten.flatten_batch(obs_batch)
+        return self._act_rows(self.checker.as_batch(obs_batch))
+
+    def _act_rows(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+        """Actions for validated graph rows (n, obs_dim)."""
         n = len(batch)
+        uniforms = self._uniforms(n * self._heads).reshape(n, self._heads)
         if n <= BATCH_CHUNK:
             (actions,) = self._session.run(
                 [self._action_output], {OBS_INPUT: batch, UNIFORM_INPUT: uniforms}
             )
             return actions  # type: ignore[no-any-return]
-        out = np.empty(n, np.int64)
+        out = np.empty((n, self._heads) if self._multi else n, np.int64)
         starts = range(0, n, BATCH_CHUNK)
 
         def run_chunk(start: int) -> None:
@@ -225,19 +251,36 @@ class Agent:
         return out
 
     def probs(self, obs: Any) -> npt.NDArray[np.float32]:
-        """Probabilities: ``(n_actions,)`` for one observation, ``(n, n_actions)`` for a batch."""
-        single = np.ndim(obs) == 1
+        """Probabilities: ``(n_actions,)`` for one observation, ``(n, n_actions)`` for a batch
+        (for MultiDiscrete, every head's probabilities concatenated)."""
+        if self._flatten is not None:
+            single, obs = self._structured_rows(obs)
+        else:
+            single = np.ndim(obs) == 1
         batch = self.checker.as_row(obs)[np.newaxis, :] if single else self.checker.as_batch(obs)
-        uniforms = np.zeros((len(batch), 1), np.float32)
+        uniforms = np.zeros((len(batch), self._heads), np.float32)
         (probs,) = self._session.run([PROBS_OUTPUT], {OBS_INPUT: batch, UNIFORM_INPUT: uniforms})
         return probs[0] if single else probs  # type: ignore[no-any-return]
 
+    def _structured_rows(self, obs: Any) -> tuple[bool, npt.NDArray[np.float32]]:
+        """(single, rows): one structured observation if it converts as one, else a batch."""
+        assert self._flatten is not None
+        try:
+            return True, self._flatten.flatten(obs)
+        except ObservationError:
+            return False, self._flatten.flatten_batch(obs)
+
     def run_graph(self, obs_batch: Any, uniforms: npt.ArrayLike) -> dict[str, npt.NDArray[Any]]:
-        """All graph outputs for validated observations and caller-given uniforms (n,)."""
+        """All graph outputs for validated graph rows (n, obs_dim) and caller-given uniforms,
+        (n,) or (n, heads)."""
         batch = self.checker.as_batch(obs_batch)
-        u = np.asarray(uniforms, np.float32).reshape(-1, 1)
-        if len(u) != len(batch):
-            raise ValueError(f"expected {len(batch)} uniforms, one per observation, got {len(u)}")
+        u = np.asarray(uniforms, np.float32)
+        if u.size != len(batch) * self._heads:
+            raise ValueError(
+                f"expected {len(batch) * self._heads} uniforms, one per observation and action "
+                f"head, got {u.size}"
+            )
+        u = u.reshape(len(batch), self._heads)
         values = self._session.run(list(OUTPUT_NAMES), {OBS_INPUT: batch, UNIFORM_INPUT: u})
         return dict(zip(OUTPUT_NAMES, values, strict=True))
 

@@ -152,9 +152,11 @@ def check_graph(session: ort.InferenceSession, metadata: ModelMetadata, *, sourc
             f"{source}: input {OBS_INPUT!r} has shape {obs_shape}, expected "
             f"['batch', {spec.obs_dim}] as its metadata says"
         )
+    heads = spec.action_layout.n_branches
+    actions_shape = (2, heads) if spec.action_layout.multi else (2,)
     probe = {
-        OBS_INPUT: np.zeros((2, spec.obs_dim), np.float32),
-        UNIFORM_INPUT: np.full((2, 1), 0.5, np.float32),
+        OBS_INPUT: np.asarray([spec.obs_layout.probe_row(spec.obs_low, spec.obs_high)] * 2),
+        UNIFORM_INPUT: np.full((2, heads), 0.5, np.float32),
     }
     try:
         probs, greedy, sampled = session.run(list(OUTPUT_NAMES), probe)
@@ -162,8 +164,8 @@ def check_graph(session: ort.InferenceSession, metadata: ModelMetadata, *, sourc
         raise ModelSpecError(f"{source} fails on a probe observation: {exc}") from exc
     expected = {
         PROBS_OUTPUT: ((2, spec.n_actions), np.float32),
-        GREEDY_OUTPUT: ((2,), np.int64),
-        SAMPLED_OUTPUT: ((2,), np.int64),
+        GREEDY_OUTPUT: (actions_shape, np.int64),
+        SAMPLED_OUTPUT: (actions_shape, np.int64),
     }
     for (name, (shape, dtype)), value in zip(
         expected.items(), (probs, greedy, sampled), strict=True
@@ -173,5 +175,5 @@ def check_graph(session: ort.InferenceSession, metadata: ModelMetadata, *, sourc
                 f"{source}: output {name!r} is {value.dtype}{list(value.shape)} for a batch of 2, "
                 f"expected {np.dtype(dtype)}{list(shape)} ({spec.n_actions} actions per metadata)"
             )
-    if not np.allclose(probs.sum(axis=1), 1.0, atol=1e-4):
+    if not np.allclose(probs.sum(axis=1), float(heads), atol=1e-4 * heads):
         raise ModelSpecError(f"{source}: output {PROBS_OUTPUT!r} does not sum to 1 on a probe")

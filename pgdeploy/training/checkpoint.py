@@ -25,7 +25,7 @@ import torch
 from pgdeploy import __version__
 from pgdeploy._io import atomic_write
 from pgdeploy.errors import CheckpointError, ConfigError
-from pgdeploy.spec import FORMAT_VERSION, PolicySpec
+from pgdeploy.spec import FORMAT_VERSION, READABLE_VERSIONS, PolicySpec
 from pgdeploy.training.config import TrainConfig
 from pgdeploy.training.optim import Adam
 from pgdeploy.training.policy import SoftmaxPolicy
@@ -113,9 +113,10 @@ def checkpoint_from_dict(data: Any, *, source: str) -> Checkpoint:
     missing = [key for key in REQUIRED_KEYS if key not in data]
     if missing:
         raise CheckpointError(f"{source} is missing keys {missing}; expected {list(REQUIRED_KEYS)}")
-    if data["format_version"] != FORMAT_VERSION:
+    if data["format_version"] not in READABLE_VERSIONS:
         raise CheckpointError(
-            f"{source} has format version {data['format_version']!r}, expected {FORMAT_VERSION}"
+            f"{source} has format version {data['format_version']!r}, expected one of "
+            f"{list(READABLE_VERSIONS)}"
         )
     state = data["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -45,6 +45,7 @@ def make_collector(config: TrainConfig, spec: PolicySpec, *, seed: int) -> Colle
             seed=seed,
             hidden_sizes=config.hidden_sizes,
             obs_clip=config.obs_clip,
+            max_episode_steps=config.max_episode_steps,
         )
     from pgdeploy.training.ray_collector import RayCollector  # the only module importing ray
 

@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 from pgdeploy.errors import ConfigError
 
-Baseline = Literal["timestep", "none"]
+Baseline = Literal["timestep", "value", "none"]
+LrSchedule = Literal["constant", "linear"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,13 @@ class TrainConfig:
     gamma: float = 0.99
     """Discount of the Monte-Carlo returns."""
     baseline: Baseline = "timestep"
-    """``timestep``: subtract the batch's mean return-to-go at each time step; ``none``."""
+    """``timestep``: subtract the batch's mean return-to-go at each time step; ``value``: a
+    learned state value V(s), fitted to the Monte-Carlo returns (REINFORCE with baseline; for
+    envs whose episodes differ in length, e.g. LunarLander); ``none``."""
+    value_learning_rate: float = 0.001
+    """Adam step size of the value baseline (``baseline='value'`` only)."""
+    value_epochs: int = 4
+    """Passes over each batch (minibatches of 1024 steps) fitting the value baseline."""
     normalize_advantages: bool = True
     """Scale advantages to zero mean and unit std over the batch."""
     normalize_obs: bool = False
@@ -44,11 +51,16 @@ class TrainConfig:
     """Normalised observations are clipped to +-obs_clip."""
     entropy_coef: float = 0.0
     """Weight of the entropy bonus."""
+    lr_schedule: LrSchedule = "constant"
+    """``linear`` decays the policy's step size to 0 at ``total_timesteps``; ``constant``."""
     max_grad_norm: float = 1.0
     """Clip the gradient's global norm to this (0 disables). A guard against a rare huge
     step; with standardised advantages it seldom binds."""
     total_timesteps: int = 500_000
     """Budget of env steps; training stops when it is spent."""
+    max_episode_steps: int | None = None
+    """Cut training episodes at this many steps; ``None`` uses the env's own time limit
+    (envs without one, e.g. CliffWalking, are cut at 10,000 steps)."""
     stop_on_solve: bool = True
     """Stop as soon as the mean of the last ``solve_window`` episodes reaches the threshold."""
     solve_threshold: float | None = None
@@ -79,7 +91,19 @@ class TrainConfig:
         )
         _check(self.learning_rate > 0, "learning_rate", "> 0")
         _check(0.0 < self.gamma <= 1.0, "gamma", "in (0, 1]")
-        _check(self.baseline in ("timestep", "none"), "baseline", "'timestep' or 'none'")
+        _check(
+            self.baseline in ("timestep", "value", "none"),
+            "baseline",
+            "'timestep', 'value' or 'none'",
+        )
+        _check(self.value_learning_rate > 0, "value_learning_rate", "> 0")
+        _check(self.value_epochs >= 1, "value_epochs", ">= 1")
+        _check(self.lr_schedule in ("constant", "linear"), "lr_schedule", "'constant' or 'linear'")
+        _check(
+            self.max_episode_steps is None or self.max_episode_steps >= 1,
+            "max_episode_steps",
+            ">= 1 or None",
+        )
         _check(self.obs_clip > 0, "obs_clip", "> 0")
         _check(self.entropy_coef >= 0, "entropy_coef", ">= 0")
         _check(self.max_grad_norm >= 0, "max_grad_norm", ">= 0 (0 disables clipping)")

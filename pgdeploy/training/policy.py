@@ -1,14 +1,29 @@
-"""The softmax policy in torch: observation normalisation + MLP, and its deployable form."""
+"""The softmax policy in torch, written once: clip -> encode -> MLP -> softmax heads.
+
+One forward-pass definition serves training, acting and export:
+
+- :class:`ObsEncoder` turns the graph's raw observation row into features: Box and
+  MultiBinary columns are clipped (and normalised while training), Discrete and
+  MultiDiscrete columns one-hot encoded (an ``Equal`` against the category values).
+- :func:`build_mlp` is the network; :func:`action_heads` turns its logits into the three
+  outputs (per-head softmax, greedy action, inverse-CDF sample, plus the action ``start``).
+- :class:`SoftmaxPolicy` (training) = encoder with running normalisation + MLP;
+  :class:`DeployablePolicy` (export, and acting through
+  :class:`~pgdeploy.training.rollout.ActingNet`) is the same function with the
+  normalisation folded into the first layer.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
 
+from pgdeploy.layout import ObsLayout
 from pgdeploy.spec import FLOAT32_MAX, PolicySpec
 
 _VAR_EPS = 1e-8
@@ -37,19 +52,114 @@ def sample_actions(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     return (cdf <= uniform).sum(dim=-1)
 
 
+def action_heads(
+    logits: torch.Tensor, uniform: torch.Tensor, nvec: list[int], start: list[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(probs, greedy, sampled) from logits (n, sum(nvec)) and uniforms (n, len(nvec)).
+
+    One softmax per head; actions are the env's own values (``start`` added). One head
+    (Discrete) gives actions of shape (n,), several (MultiDiscrete) (n, heads).
+    """
+    if len(nvec) == 1:
+        probs = torch.softmax(logits, dim=-1)
+        greedy = probs.argmax(dim=-1)
+        sampled = sample_actions(probs, uniform)
+        if start[0] != 0:
+            greedy = greedy + start[0]
+            sampled = sampled + start[0]
+        return probs, greedy, sampled
+    heads: list[torch.Tensor] = []
+    greedy_heads: list[torch.Tensor] = []
+    sampled_heads: list[torch.Tensor] = []
+    offset = 0
+    for index, n in enumerate(nvec):
+        probs = torch.softmax(logits[:, offset : offset + n], dim=-1)
+        heads.append(probs)
+        greedy_heads.append(probs.argmax(dim=-1) + start[index])
+        sampled_heads.append(sample_actions(probs, uniform[:, index : index + 1]) + start[index])
+        offset += n
+    return torch.cat(heads, dim=1), torch.stack(greedy_heads, 1), torch.stack(sampled_heads, 1)
+
+
+def log_prob_entropy(
+    logits: torch.Tensor, actions: torch.Tensor, nvec: list[int], start: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(a|s) (n,) and the policy's entropy (n,), summed over heads (independent)."""
+    actions = actions.reshape(len(actions), -1)
+    log_prob = torch.zeros(len(logits), dtype=logits.dtype)
+    entropy = torch.zeros(len(logits), dtype=logits.dtype)
+    offset = 0
+    for index, n in enumerate(nvec):
+        logp = torch.log_softmax(logits[:, offset : offset + n], dim=-1)
+        chosen = (actions[:, index] - start[index]).unsqueeze(1)
+        log_prob = log_prob + logp.gather(1, chosen).squeeze(1)
+        entropy = entropy - (logp.exp() * logp).sum(dim=-1)
+        offset += n
+    return log_prob, entropy
+
+
+class ObsEncoder(nn.Module):
+    """Raw observation rows (n, obs_dim) -> MLP features (n, n_features).
+
+    Features are ``[continuous columns, one-hot columns]``: the continuous (Box,
+    MultiBinary) columns clipped to ``[low, high]`` and, when ``mean``/``std`` are given,
+    standardised; then one 0/1 feature per category of each Discrete/MultiDiscrete value
+    (``raw[:, column] == value``). A plain 1-D Box skips the column selection, so its graph
+    is clip -> MLP as before.
+    """
+
+    def __init__(self, layout: ObsLayout) -> None:
+        super().__init__()
+        self.select = not layout.plain and len(layout.onehot_columns) > 0
+        self.n_continuous = len(layout.continuous_columns)
+        self.has_onehot = len(layout.onehot_columns) > 0
+        cont = torch.tensor(layout.continuous_columns, dtype=torch.long)
+        self.register_buffer("continuous_columns", cont, persistent=False)
+        onehot = torch.tensor(layout.onehot_columns, dtype=torch.long)
+        self.register_buffer("onehot_columns", onehot, persistent=False)
+        values = torch.tensor(layout.onehot_values, dtype=torch.float32)
+        self.register_buffer("onehot_values", values, persistent=False)
+
+    def forward(
+        self,
+        obs: torch.Tensor,
+        low: torch.Tensor,
+        high: torch.Tensor,
+        mean: Optional[torch.Tensor] = None,  # noqa: UP045 (TorchScript needs Optional)
+        std: Optional[torch.Tensor] = None,  # noqa: UP045
+    ) -> torch.Tensor:
+        onehot = obs
+        if self.has_onehot:
+            picked = obs.index_select(1, self.onehot_columns)  # type: ignore[arg-type]
+            onehot = (picked == self.onehot_values).to(obs.dtype)
+            if self.n_continuous == 0:
+                return onehot
+        x = obs.index_select(1, self.continuous_columns) if self.select else obs  # type: ignore[arg-type]
+        x = torch.minimum(torch.maximum(x, low), high)
+        if mean is not None and std is not None:
+            x = (x - mean) / std
+        if self.has_onehot:
+            x = torch.cat([x, onehot], dim=1)
+        return x
+
+
 def clip_bounds(spec: PolicySpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """The observation space's bounds as float32, infinite ones replaced by float32's max."""
-    low = torch.tensor([max(v, -FLOAT32_MAX) for v in spec.obs_low], dtype=torch.float32)
-    high = torch.tensor([min(v, FLOAT32_MAX) for v in spec.obs_high], dtype=torch.float32)
-    return low, high
+    """Bounds of the continuous columns as float32, infinite ones replaced by float32's max."""
+    columns = spec.obs_layout.continuous_columns
+    low = [max(spec.obs_low[c], -FLOAT32_MAX) for c in columns]
+    high = [min(spec.obs_high[c], FLOAT32_MAX) for c in columns]
+    return torch.tensor(low, dtype=torch.float32), torch.tensor(high, dtype=torch.float32)
 
 
 class SoftmaxPolicy(nn.Module):
-    """pi(a|s) = softmax(MLP(normalise(clip(s)))).
+    """pi(a|s) = softmax(MLP(encode(s))) per action head.
 
-    ``clip`` keeps observations inside the observation space; ``normalise`` uses running
-    mean/variance (identity when ``normalize_obs`` is off) and clips to +-``obs_clip``,
-    as SB3's VecNormalize does. Statistics are buffers, so they travel in the state_dict.
+    ``encode`` clips continuous values to the observation space and, when
+    ``normalize_obs`` is on, standardises them with running mean/variance, clipped to
+    +-``obs_clip`` (as SB3's VecNormalize; written as one clip of the raw value to
+    ``[max(low, mean - c*std), min(high, mean + c*std)]``, the form export folds);
+    categorical values are one-hot encoded. Statistics are buffers, so they travel in the
+    state_dict; they cover the continuous columns only.
     """
 
     obs_low: torch.Tensor
@@ -68,39 +178,55 @@ class SoftmaxPolicy(nn.Module):
         super().__init__()
         self.spec = spec
         self.obs_clip = float(obs_clip)
+        self.encoder = ObsEncoder(spec.obs_layout)
+        actions = spec.action_layout
+        self.nvec, self.start = list(actions.nvec), list(actions.start)
         low, high = clip_bounds(spec)
+        n_cont = len(low)
         self.register_buffer("obs_low", low)
         self.register_buffer("obs_high", high)
-        self.register_buffer("obs_mean", torch.zeros(spec.obs_dim))
-        self.register_buffer("obs_var", torch.ones(spec.obs_dim))
+        self.register_buffer("obs_mean", torch.zeros(n_cont))
+        self.register_buffer("obs_var", torch.ones(n_cont))
         self.register_buffer("obs_count", torch.zeros((), dtype=torch.float64))
-        self.net = build_mlp(spec.obs_dim, hidden_sizes, spec.n_actions)
+        self.net = build_mlp(spec.obs_layout.n_features, hidden_sizes, actions.n_logits)
 
-    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
-        clipped = torch.minimum(torch.maximum(obs, self.obs_low), self.obs_high)
-        scaled = (clipped - self.obs_mean) / torch.sqrt(self.obs_var + _VAR_EPS)
-        return scaled.clamp(-self.obs_clip, self.obs_clip)
+    def clip_range(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The one clip of raw continuous values: the space and the normalised +-obs_clip."""
+        std = self.obs_std()
+        low = torch.maximum(self.obs_low, self.obs_mean - self.obs_clip * std)
+        high = torch.minimum(self.obs_high, self.obs_mean + self.obs_clip * std)
+        return low, high
+
+    def obs_std(self) -> torch.Tensor:
+        return torch.sqrt(self.obs_var + _VAR_EPS)
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """MLP inputs (n, n_features) for raw observation rows (n, obs_dim)."""
+        low, high = self.clip_range()
+        return self.encoder(obs, low, high, self.obs_mean, self.obs_std())  # type: ignore[no-any-return]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Logits, shape (n, n_actions)."""
-        return self.net(self.normalize(obs))  # type: ignore[no-any-return]
+        """Logits, shape (n, n_actions) (every head's, concatenated)."""
+        return self.net(self.features(obs))  # type: ignore[no-any-return]
 
     def probs(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self(obs), dim=-1)
+        uniform = torch.zeros(len(obs), len(self.nvec))
+        return self.act_outputs(obs, uniform)[0]
 
     def act_outputs(
         self, obs: torch.Tensor, uniform: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The three outputs of the exported graph, computed the training way (reference)."""
-        probs = self.probs(obs)
-        return probs, probs.argmax(dim=-1), sample_actions(probs, uniform)
+        return action_heads(self(obs), uniform, self.nvec, self.start)
 
     @torch.no_grad()
     def update_obs_stats(self, obs: npt.NDArray[np.float32]) -> None:
-        """Merge a batch (n, obs_dim) into the running mean/variance (parallel Welford)."""
-        batch = np.asarray(obs, dtype=np.float64)
+        """Merge a batch of raw rows (n, obs_dim) into the continuous columns' running
+        mean/variance (parallel Welford)."""
+        columns = list(self.spec.obs_layout.continuous_columns)
+        batch = np.asarray(obs, dtype=np.float64)[:, columns]
         n = float(len(batch))
-        if n == 0:
+        if n == 0 or not columns:
             return
         count = float(self.obs_count)
         mean = self.obs_mean.double().numpy()
@@ -118,38 +244,39 @@ class SoftmaxPolicy(nn.Module):
 class DeployablePolicy(nn.Module):
     """(obs, uniform) -> (probs, greedy_action, sampled_action): the exported graph.
 
-    Normalisation is folded into the first layer: clipping to the space and to the
-    normalised +-obs_clip becomes one elementwise clip of the raw observation to
-    ``[max(low, mean - c*std), min(high, mean + c*std)]``, and ``(x - mean)/std`` moves into
-    the first Linear's weights. That is the same function with three fewer ONNX nodes
-    (each costs ~0.35 us per call in onnxruntime); export verifies it against
+    The same function as :class:`SoftmaxPolicy` with normalisation folded into the first
+    layer: the clip uses :meth:`SoftmaxPolicy.clip_range`, and ``(x - mean)/std`` moves
+    into the first Linear's weights for the continuous columns. That saves three ONNX
+    nodes (each ~0.35 us per call in onnxruntime); export verifies it against
     :class:`SoftmaxPolicy` before writing anything. (No class-level buffer annotations here:
     TorchScript cannot resolve them under postponed annotations.)
     """
 
     def __init__(self, policy: SoftmaxPolicy) -> None:
         super().__init__()
-        std = torch.sqrt(policy.obs_var + _VAR_EPS)
-        mean = policy.obs_mean
-        low = torch.maximum(policy.obs_low, mean - policy.obs_clip * std)
-        high = torch.minimum(policy.obs_high, mean + policy.obs_clip * std)
+        low, high = policy.clip_range()
         self.register_buffer("clip_low", low.detach().clone())
         self.register_buffer("clip_high", high.detach().clone())
+        self.encoder = ObsEncoder(policy.spec.obs_layout)
+        self.nvec, self.start = list(policy.nvec), list(policy.start)
+        std, mean = policy.obs_std().double(), policy.obs_mean.double()
         layers = [_copy_module(m) for m in policy.net]
         first = layers[0]
         assert isinstance(first, nn.Linear)
+        n_cont = len(mean)
         with torch.no_grad():
-            weight = first.weight.double() / std.double()
-            first.bias.copy_((first.bias.double() - weight @ mean.double()).float())
+            weight = first.weight.double()
+            cont = weight[:, :n_cont] / std
+            first.bias.copy_((first.bias.double() - cont @ mean).float())
+            weight[:, :n_cont] = cont
             first.weight.copy_(weight.float())
         self.net = nn.Sequential(*layers)
 
     def forward(
         self, obs: torch.Tensor, uniform: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = torch.minimum(torch.maximum(obs, self.clip_low), self.clip_high)  # type: ignore[arg-type]
-        probs = torch.softmax(self.net(x), dim=-1)
-        return probs, probs.argmax(dim=-1), sample_actions(probs, uniform)
+        x = self.encoder(obs, self.clip_low, self.clip_high)
+        return action_heads(self.net(x), uniform, self.nvec, self.start)
 
 
 def _copy_module(module: nn.Module) -> nn.Module:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -18,15 +17,15 @@ import torch
 from pgdeploy.envs import make_vector_env
 from pgdeploy.runtime.sampling import UniformStream
 from pgdeploy.spec import PolicySpec
-from pgdeploy.training.policy import DeployablePolicy, SoftmaxPolicy, sample_actions
+from pgdeploy.training.policy import DeployablePolicy, SoftmaxPolicy
 
 
 @dataclass(frozen=True)
 class EpisodeBatch:
     """One finished episode per env, padded to the longest: arrays are (T, N, ...)."""
 
-    obs: npt.NDArray[np.float32]  # (T, N, obs_dim)
-    actions: npt.NDArray[np.int64]  # (T, N)
+    obs: npt.NDArray[np.float32]  # (T, N, obs_dim), raw flat rows (see pgdeploy.layout)
+    actions: npt.NDArray[np.int64]  # (T, N), or (T, N, heads) for multi-discrete actions
     rewards: npt.NDArray[np.float32]  # (T, N), zero after an episode ends
     mask: npt.NDArray[np.bool_]  # (T, N), True on steps that belong to the episode
     lengths: npt.NDArray[np.int64]  # (N,)
@@ -38,30 +37,21 @@ class EpisodeBatch:
 
 
 class ActingNet:
-    """The policy's exported function (:class:`DeployablePolicy`) as plain tensor ops.
+    """Acting runs the exported function itself (:class:`DeployablePolicy`).
 
     Acting needs no autograd and the weights are fixed for a whole :meth:`collect`, so the
-    observation normalisation is folded into the first layer once per batch (as export
-    does) and each vector step is clip -> addmm/relu ... -> softmax -> inverse CDF. That is
-    ~95 us per 16-env step against ~270 us through ``SoftmaxPolicy.probs`` (nn.Module
-    dispatch and six normalisation ops), measured here; the sampler is unchanged.
+    observation normalisation is folded into the first layer once per batch, exactly as
+    export does, and each vector step is the deployed graph: clip -> encode -> MLP ->
+    softmax heads -> inverse CDF. Training therefore samples from the very function that
+    ships.
     """
 
     def __init__(self, policy: SoftmaxPolicy) -> None:
-        folded = DeployablePolicy(policy)
-        self.clip_low = cast(torch.Tensor, folded.clip_low)
-        self.clip_high = cast(torch.Tensor, folded.clip_high)
-        linears = [m for m in folded.net if isinstance(m, torch.nn.Linear)]
-        self.layers = [(m.bias.detach(), m.weight.detach().T.contiguous()) for m in linears]
+        self.graph = DeployablePolicy(policy).requires_grad_(False)
 
     def sample(self, obs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
-        """Actions (n,) for raw ``obs`` (n, obs_dim) and ``uniform`` (n, 1)."""
-        x = torch.minimum(torch.maximum(obs, self.clip_low), self.clip_high)
-        for bias, weight in self.layers[:-1]:
-            x = torch.addmm(bias, x, weight).relu_()
-        bias, weight = self.layers[-1]
-        probs = torch.softmax(torch.addmm(bias, x, weight), dim=-1)
-        return sample_actions(probs, uniform)
+        """Env actions (n,) or (n, heads) for raw ``obs`` (n, obs_dim), ``uniform`` (n, heads)."""
+        return self.graph(obs, uniform)[2]
 
 
 class RolloutCollector:
@@ -90,7 +80,10 @@ class RolloutCollector:
         if sampler_seed is None:
             sampler_seed = np.random.SeedSequence(seed).spawn(1)[0]
         self.uniforms = UniformStream(sampler_seed)
-        self.max_episode_steps = max_episode_steps or spec.max_episode_steps or 100_000
+        self.max_episode_steps = max_episode_steps or spec.max_episode_steps or 10_000
+        layout = spec.obs_layout
+        self.flatten = None if layout.plain else layout.flatten_batch
+        self.n_heads = spec.action_layout.n_branches
         self._next_seed: int | None = seed
 
     def collect(self, policy_state: Mapping[str, torch.Tensor]) -> EpisodeBatch:
@@ -112,8 +105,11 @@ class RolloutCollector:
         mask_steps: list[npt.NDArray[np.bool_]] = []
         with torch.inference_mode():
             while alive.any() and len(obs_steps) < self.max_episode_steps:
-                obs = np.asarray(obs, dtype=np.float32)
-                uniform = torch.from_numpy(self.uniforms.take(n).reshape(n, 1))
+                obs = (
+                    np.asarray(obs, dtype=np.float32) if self.flatten is None else self.flatten(obs)
+                )
+                heads = self.n_heads
+                uniform = torch.from_numpy(self.uniforms.take(n * heads).reshape(n, heads))
                 actions = net.sample(torch.from_numpy(obs), uniform).numpy()
                 obs_steps.append(obs)
                 action_steps.append(actions)

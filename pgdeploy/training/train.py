@@ -29,6 +29,8 @@ Choices, all in :class:`~pgdeploy.training.config.TrainConfig`, measured on Cart
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -88,9 +90,15 @@ def train(
     if resume_from is not None:
         resumed = resume_state(resume_from)
         resumed.restore(resume_from, policy, learner.optimizer)
+    if resumed is not None and learner.value is not None:
+        value_state = resume_from.resume.get("value") if resume_from is not None else None
+        if isinstance(value_state, dict):
+            learner.value.load_state_dict(value_state)
     if collector is None:
         seed = resumed.collector_seed(config.seed) if resumed else config.seed
         collector = make_collector(config, spec, seed=seed)
+    best = BestPolicy()
+    returns_seen: set[float] = set()
     window: deque[float] = deque(resumed.window if resumed else (), maxlen=config.solve_window)
     history: list[IterationStats] = []
     env_steps, episodes, done_iterations = (
@@ -100,12 +108,14 @@ def train(
     try:
         while env_steps < config.total_timesteps:
             batch = collector.collect(policy.state_dict())
-            update = learner.update(batch)
+            update = learner.update(batch, progress=env_steps / config.total_timesteps)
             env_steps += batch.env_steps
             episodes += len(batch.lengths)
             # Episodes enter the window in the order they finished (shortest first).
             order = np.argsort(batch.lengths, kind="stable")
             window.extend(batch.episode_returns[order].tolist())
+            if len(returns_seen) < 2:
+                returns_seen.update(batch.episode_returns.tolist())
             wall = time.perf_counter() - start
             stats = IterationStats(
                 iteration=done_iterations + len(history) + 1,
@@ -121,6 +131,8 @@ def train(
                 steps_per_second=env_steps / wall,
             )
             history.append(stats)
+            if len(window) == window.maxlen:
+                best.offer(stats.window_mean_return, env_steps, policy)
             for callback in callbacks:
                 callback(stats)
             solved = (
@@ -135,23 +147,79 @@ def train(
     finally:
         collector.close()
     summary = _summary(config, history, threshold, steps_to_solve, time.perf_counter() - start)
+    summary.update(best.summary())
+    if steps_to_solve is None and len(returns_seen) == 1 and history:
+        summary["stop_reason"] += (
+            f"; every episode returned {returns_seen.pop():g}, so the returns carried no "
+            "learning signal (a sparse reward that random actions never reach, as in "
+            "MountainCar); REINFORCE cannot learn that in any budget: shape the reward "
+            "with a gymnasium wrapper or use an algorithm that explores"
+        )
+    elif steps_to_solve is None and threshold is not None and history:
+        kept = (
+            f"best mean of {config.solve_window} episodes {best.mean_return:.4g}, kept in "
+            f"{BEST_CHECKPOINT}"
+            if best.state is not None
+            else f"fewer than {config.solve_window} episodes finished"
+        )
+        summary["stop_reason"] += (
+            f" without reaching the reward threshold {threshold:g} ({kept}); try a larger "
+            "total_timesteps, or a preset or lower learning_rate"
+        )
+    resume = resume_payload(
+        learner.optimizer,
+        env_steps=env_steps,
+        episodes=episodes,
+        iterations=done_iterations + len(history),
+        window=list(window),
+    )
+    if learner.value is not None:
+        resume["value"] = learner.value.state_dict()
     checkpoint = Checkpoint(
         config=config,
         spec=spec,
         state_dict=policy.state_dict(),
         training=summary,
-        resume=resume_payload(
-            learner.optimizer,
-            env_steps=env_steps,
-            episodes=episodes,
-            iterations=done_iterations + len(history),
-            window=list(window),
-        ),
+        resume=resume,
     )
     path = None
     if out_dir is not None:
         path = save_checkpoint(Path(out_dir) / "model.pt", checkpoint)
+        if best.state is not None:
+            best_checkpoint = dataclasses.replace(
+                checkpoint, state_dict=best.state, training={**summary, "best": True}, resume={}
+            )
+            save_checkpoint(Path(out_dir) / BEST_CHECKPOINT, best_checkpoint)
     return TrainResult(checkpoint=checkpoint, checkpoint_path=path, history=history)
+
+
+#: Written beside ``model.pt``: the weights with the best solve-window mean of the run.
+BEST_CHECKPOINT = "best.pt"
+
+
+class BestPolicy:
+    """The weights at the end of the best full solve window seen so far.
+
+    REINFORCE can get worse after a peak (LunarLander with the defaults collapsed from a
+    batch mean of 129 to 25-48); keeping these weights means a collapse never costs the
+    user the good policy. They are written to ``best.pt`` (a full checkpoint without the
+    resume section), which ``pgdeploy export`` takes like ``model.pt``.
+    """
+
+    def __init__(self) -> None:
+        self.state: dict[str, torch.Tensor] | None = None
+        self.mean_return = -math.inf
+        self.env_steps = 0
+
+    def offer(self, window_mean: float, env_steps: int, policy: SoftmaxPolicy) -> None:
+        if window_mean > self.mean_return:
+            self.mean_return, self.env_steps = window_mean, env_steps
+            self.state = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+
+    def summary(self) -> dict[str, Any]:
+        if self.state is None:
+            return {"best_window_mean_return": None, "best_env_steps": None}
+        return {"best_window_mean_return": self.mean_return, "best_env_steps": self.env_steps}
 
 
 def _summary(
