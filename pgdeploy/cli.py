@@ -187,7 +187,10 @@ def _given(ctx: click.Context, name: str) -> bool:
     help="Where to write the files.  [default: beside the checkpoint]",
 )
 @click.option(
-    "--atol", default=1e-6, show_default=True, help="Largest allowed probability difference."
+    "--atol",
+    default=1e-9,
+    show_default=True,
+    help="Absolute floor added to the per-observation float32 bound on probability differences.",
 )
 def export(checkpoint: Path, out_dir: Path | None, atol: float) -> None:
     """Export CHECKPOINT (model.pt) to model.onnx and model.torchscript.pt, verified first."""
@@ -198,7 +201,8 @@ def export(checkpoint: Path, out_dir: Path | None, atol: float) -> None:
         click.echo(
             f"{check.format}: {check.path} verified on {check.n_observations} observations "
             f"({report.n_random} random, {report.n_on_policy} on-policy): max |dp| = "
-            f"{check.max_abs_diff:.2e} <= {report.atol:g}, action mismatches: "
+            f"{check.max_abs_diff:.2e} ({check.max_tolerance_ratio:.2g}x its float32 tolerance), "
+            "action mismatches: "
             f"{check.greedy_mismatches} greedy, {check.sampled_mismatches} sampled"
         )
 

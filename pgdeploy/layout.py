@@ -153,11 +153,16 @@ class ObsLayout:
         if len(self._integer_columns):
             ints = row[:, self._integer_columns]
             if not np.array_equal(ints, np.floor(ints)):
-                raise ObservationError(
-                    "a Discrete/MultiDiscrete observation holds a non-integer value "
-                    f"({ints[ints != np.floor(ints)][0]!r}); expected the env's integer"
-                )
+                at, index = np.argwhere(ints != np.floor(ints))[0]
+                self._raise_not_integer(int(self._integer_columns[index]), float(ints[at, index]))
         return np.ascontiguousarray(row)
+
+    def _raise_not_integer(self, column: int, value: float) -> None:
+        leaf = next(x for x in self.leaves if x.offset <= column < x.offset + x.size)
+        raise ObservationError(
+            f"{leaf.path} holds the non-integer value {value:g}; a {leaf.kind} observation "
+            "must be one of the env's integers"
+        )
 
     def _collect(
         self,
@@ -196,9 +201,10 @@ class ObsLayout:
         want = shape if not batched else None
         if batched:
             if array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != shape:
+                want_batch = ("n", *shape)
                 raise ObservationError(
-                    f"{path} batch must have shape (n, {', '.join(map(str, shape))}), "
-                    f"got {array.shape}".replace(", )", ")")
+                    f"{path} batch must have shape ({', '.join(map(str, want_batch))}"
+                    f"{',' if not shape else ''}), got {array.shape}"
                 )
             parts.append(array.reshape(len(array), -1))
         else:

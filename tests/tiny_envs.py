@@ -13,6 +13,8 @@ with a different observation or action space:
   Discrete(3) actions (say the target).
 - ``TupleGuess``: Tuple(MultiDiscrete([3, 2]), Box (2, 2)) obs, MultiDiscrete([3, 2],
   start=[1, 0]) actions (repeat both numbers).
+- ``Drift``: unbounded 6-D Box obs with values up to ~1e5, 3 actions, rewards <= 0.
+- ``ManyActions``: Box (4,) obs, Discrete(12) actions.
 The others have spaces pgdeploy refuses (continuous actions, image observations).
 """
 
@@ -135,6 +137,35 @@ class TupleGuess(_Game):
         return 0.5 * float(a[0] - 1 == numbers[0]) + 0.5 * float(a[1] == numbers[1])
 
 
+class Drift(_Game):
+    """A user's env as issue 12 met it: unbounded observations with large values (scales
+    1 to 5e4), 3 actions, rewards <= 0, no reward threshold."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(6,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(3)
+    scale = np.array([1.0, 10.0, 100.0, 1e3, 1e4, 5e4], np.float32)
+
+    def _observe(self) -> np.ndarray:
+        return (self.np_random.normal(size=6) * self.scale + self.scale).astype(np.float32)
+
+    def _reward(self, action: Any) -> float:
+        target = int(np.digitize(self._obs[0], [0.5, 1.5]))
+        return -float(abs(int(action) - target))
+
+
+class ManyActions(Guess):
+    """12 actions: the one matching the first observation's twelfth of [-1, 1] pays 1."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(12)
+
+    def _observe(self) -> np.ndarray:
+        return self.np_random.uniform(-1, 1, size=4).astype(np.float32)
+
+    def _reward(self, action: Any) -> float:
+        return float(int(action) == min(int((self._obs[0] + 1) * 6), 11))
+
+
 class Continuous(Guess):
     action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)  # type: ignore[assignment]
 
@@ -149,5 +180,7 @@ gym.register("Grid-v0", entry_point=Grid, reward_threshold=7.0)
 gym.register("MultiGuess-v0", entry_point=MultiGuess, reward_threshold=7.0)
 gym.register("DictGuess-v0", entry_point=DictGuess, reward_threshold=7.0)
 gym.register("TupleGuess-v0", entry_point=TupleGuess, reward_threshold=7.0)
+gym.register("Drift-v0", entry_point=Drift)
+gym.register("ManyActions-v0", entry_point=ManyActions, reward_threshold=7.0)
 gym.register("GuessContinuous-v0", entry_point=Continuous)
 gym.register("GuessImage-v0", entry_point=Image)

@@ -35,7 +35,7 @@ from pgdeploy.training.policy import DeployablePolicy
 
 #: Absolute floor of the allowed |p_export - p_torch|, added to the float32 bound that
 #: :func:`~pgdeploy.export.verify.probability_tolerance` derives per observation.
-DEFAULT_ATOL = 1e-6
+DEFAULT_ATOL = 1e-9
 
 
 @dataclass(frozen=True)

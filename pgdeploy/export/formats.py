@@ -26,7 +26,7 @@ def onnx_bytes(deployable: DeployablePolicy, checkpoint: Checkpoint) -> bytes:
     onnx = require("onnx", extra="train", feature="ONNX export")
     spec = checkpoint.spec
     batch = torch.export.Dim("batch")
-    example = (torch.zeros(2, spec.obs_dim), torch.zeros(2, 1))
+    example = (torch.zeros(2, spec.obs_dim), torch.zeros(2, spec.action_layout.n_branches))
     with _quiet_torch():
         program = torch.onnx.export(
             deployable,
