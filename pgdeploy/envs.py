@@ -123,9 +123,9 @@ def observation_bounds(
     Discrete/MultiDiscrete values."""
     spaces = gym.spaces
     if isinstance(space, spaces.Box):
-        low = np.asarray(space.low, np.float64).reshape(-1)
-        high = np.asarray(space.high, np.float64).reshape(-1)
-        return [_bound(v) for v in low], [_bound(v) for v in high]
+        box_low = np.asarray(space.low, np.float64).reshape(-1)
+        box_high = np.asarray(space.high, np.float64).reshape(-1)
+        return [_bound(v) for v in box_low], [_bound(v) for v in box_high]
     if isinstance(space, spaces.Discrete):
         return [float(space.start)], [float(space.start + space.n - 1)]
     if isinstance(space, spaces.MultiBinary):
@@ -133,7 +133,8 @@ def observation_bounds(
         return [0.0] * size, [1.0] * size
     if isinstance(space, spaces.MultiDiscrete):
         start = space.start.reshape(-1).astype(np.float64)
-        return start.tolist(), (start + space.nvec.reshape(-1) - 1).tolist()
+        last = start + space.nvec.reshape(-1) - 1
+        return [float(v) for v in start], [float(v) for v in last]
     low: list[float] = []
     high: list[float] = []
     members = space.spaces.values() if isinstance(space, spaces.Dict) else space.spaces  # type: ignore[attr-defined]

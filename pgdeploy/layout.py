@@ -119,10 +119,10 @@ class ObsLayout:
         elif kind in ("box", "multi_binary"):
             self.leaves.append(Leaf(kind, path, _shape(node["shape"]), offset))
         elif kind == "discrete":
-            n, start = _int(node["n"]), _int(node.get("start", 0))
+            n, first = _int(node["n"]), _int(node.get("start", 0))
             if n < 1:
                 raise ValueError(f"{path}: discrete n must be >= 1, got {n}")
-            self.leaves.append(Leaf(kind, path, (), offset, (n,), (start,)))
+            self.leaves.append(Leaf(kind, path, (), offset, (n,), (first,)))
         elif kind == "multi_discrete":
             shape = _shape(node["shape"])
             nvec = tuple(_int(v) for v in node["nvec"])
@@ -137,7 +137,8 @@ class ObsLayout:
 
     def flatten(self, obs: Any) -> npt.NDArray[np.float32]:
         """One observation as the env returns it -> the graph's row, float32 (obs_dim,)."""
-        return self.flatten_batch(obs, batched=False)[0]
+        row: npt.NDArray[np.float32] = self.flatten_batch(obs, batched=False)[0]
+        return row
 
     def flatten_batch(self, obs: Any, *, batched: bool = True) -> npt.NDArray[np.float32]:
         """A batch as a gymnasium vector env returns it (Dict of arrays, (n,) ints for

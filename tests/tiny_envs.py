@@ -184,3 +184,11 @@ gym.register("Drift-v0", entry_point=Drift)
 gym.register("ManyActions-v0", entry_point=ManyActions, reward_threshold=7.0)
 gym.register("GuessContinuous-v0", entry_point=Continuous)
 gym.register("GuessImage-v0", entry_point=Image)
+# FrozenLake with slippery ice off (gymnasium's FrozenLake-v1 is slippery by default).
+gym.register(
+    "FrozenLakeNoSlip-v1",
+    entry_point="gymnasium.envs.toy_text.frozen_lake:FrozenLakeEnv",
+    kwargs={"map_name": "4x4", "is_slippery": False},
+    max_episode_steps=100,
+    reward_threshold=0.7,
+)

@@ -131,7 +131,7 @@ class ObsEncoder(nn.Module):
         onehot = obs
         if self.has_onehot:
             picked = obs.index_select(1, self.onehot_columns)  # type: ignore[arg-type]
-            onehot = (picked == self.onehot_values).to(obs.dtype)
+            onehot = torch.eq(picked, self.onehot_values).to(obs.dtype)  # type: ignore[arg-type]
             if self.n_continuous == 0:
                 return onehot
         x = obs.index_select(1, self.continuous_columns) if self.select else obs  # type: ignore[arg-type]
@@ -140,7 +140,7 @@ class ObsEncoder(nn.Module):
             x = (x - mean) / std
         if self.has_onehot:
             x = torch.cat([x, onehot], dim=1)
-        return x
+        return x  # type: ignore[no-any-return]
 
 
 def clip_bounds(spec: PolicySpec) -> tuple[torch.Tensor, torch.Tensor]:

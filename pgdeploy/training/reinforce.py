@@ -67,8 +67,9 @@ class ValueBaseline:
         target = torch.from_numpy(returns)
         loss = torch.zeros(())
         for _ in range(self.epochs):
-            order = torch.from_numpy(self.rng.permutation(len(target)))
-            for chunk in order.split(VALUE_MINIBATCH):
+            order = self.rng.permutation(len(target))
+            for begin in range(0, len(order), VALUE_MINIBATCH):
+                chunk = torch.from_numpy(order[begin : begin + VALUE_MINIBATCH])
                 loss = ((self.net(features[chunk]).squeeze(1) - target[chunk]) ** 2).mean()
                 self.optimizer.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]

@@ -51,7 +51,8 @@ class ActingNet:
 
     def sample(self, obs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
         """Env actions (n,) or (n, heads) for raw ``obs`` (n, obs_dim), ``uniform`` (n, heads)."""
-        return self.graph(obs, uniform)[2]
+        actions: torch.Tensor = self.graph(obs, uniform)[2]
+        return actions
 
 
 class RolloutCollector:
