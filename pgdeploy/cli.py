@@ -47,6 +47,13 @@ def _config_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+#: What ``None`` means for the optional config fields, shown as their default.
+_OPTIONAL_DEFAULTS = {
+    "solve_threshold": "env's reward_threshold",
+    "max_episode_steps": "env's time limit",
+}
+
+
 def _option(field: Any) -> tuple[list[str], dict[str, Any]]:
     kind, args = typing.get_origin(field.type), typing.get_args(field.type)
     doc = field.doc.replace("``", "")
@@ -65,7 +72,8 @@ def _option(field: Any) -> tuple[list[str], dict[str, Any]]:
         }
     if kind in (typing.Union, types.UnionType):
         (inner,) = [a for a in args if a is not type(None)]
-        return [field.flag], {**kwargs, "type": inner, "show_default": "env's reward_threshold"}
+        shown = _OPTIONAL_DEFAULTS.get(field.name, "none")
+        return [field.flag], {**kwargs, "type": inner, "show_default": shown}
     return [field.flag], {**kwargs, "type": field.type}
 
 

@@ -145,3 +145,26 @@ def test_discrete_observation_and_action_start(tmp_path: Path) -> None:
     assert agent.act_batch(np.array([1, 2, 5])).min() >= 1
     with pytest.raises(ObservationError, match=r"outside the observation space \[1.0, 5.0\]"):
         agent.act(0)
+
+
+def test_frozenlake_from_the_cli_trains_exports_best_and_runs(tmp_path: Path) -> None:
+    """docs/envs.md: train, export best.pt, run, exactly as written there (short budget)."""
+    from click.testing import CliRunner
+
+    from pgdeploy.cli import main
+
+    out = tmp_path / "frozenlake"
+
+    def invoke(*args: str) -> str:
+        result = CliRunner().invoke(main, list(args), prog_name="pgdeploy")
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    trained = invoke(
+        "train", "--env", "FrozenLake-v1", "--out", str(out), "--total-timesteps", "4000", "-q"
+    )
+    assert "without reaching the reward threshold 0.7" in trained
+    exported = invoke("export", str(out / "best.pt"))
+    assert "onnx: " in exported and "x its float32 tolerance" in exported
+    played = invoke("run", str(out / "model.onnx"), "--episodes", "5", "--deterministic")
+    assert "mean return" in played and played.count("episode ") == 5
