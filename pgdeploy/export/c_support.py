@@ -1,0 +1,75 @@
+"""Which policies the C target can represent: one check, run before any C is generated.
+
+The generator emits clip -> (Linear -> ReLU)* -> Linear -> softmax over a flat float32
+observation and one Discrete action space. Anything else a checkpoint may describe is
+refused here, by name, with :class:`~pgdeploy.errors.UnsupportedExportError`, so a model
+kind that the Python runtime learns to run never silently becomes wrong C.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from pgdeploy.errors import UnsupportedExportError
+from pgdeploy.spec import PolicySpec
+from pgdeploy.training.policy import DeployablePolicy
+
+#: Spec fields the C code implements (or that only describe the model, like its env id).
+SUPPORTED_SPEC_FIELDS = frozenset(
+    {
+        "env_id",
+        "obs_dim",
+        "n_actions",
+        "obs_low",
+        "obs_high",
+        "action_names",
+        "reward_threshold",
+        "max_episode_steps",
+    }
+)
+
+_NEUTRAL = (None, False, 0, "", "box", "discrete", (), [], {})
+
+
+def check_c_supported(spec: PolicySpec, deployable: DeployablePolicy) -> None:
+    """Raise :class:`UnsupportedExportError` unless the C generator implements this policy.
+
+    Checks the spec (a field the generator does not know, set to anything but its
+    neutral default, is refused) and the network (only Linear and ReLU layers).
+    """
+    problems = [*_spec_problems(spec), *_network_problems(deployable)]
+    if problems:
+        raise UnsupportedExportError(
+            "the C target does not support this policy: "
+            + "; ".join(problems)
+            + ". Expected a flat Box observation, one Discrete action space and an MLP of "
+            "Linear and ReLU layers; export it with the ONNX target instead "
+            "(pgdeploy export MODEL.pt)"
+        )
+
+
+def _spec_problems(spec: PolicySpec) -> list[str]:
+    fields: dict[str, Any] = spec.to_dict()
+    return [
+        f"spec field {name!r} = {value!r} is not implemented in C"
+        for name, value in fields.items()
+        if name not in SUPPORTED_SPEC_FIELDS and not _is_neutral(value)
+    ]
+
+
+def _network_problems(deployable: DeployablePolicy) -> list[str]:
+    layers = list(deployable.net)
+    problems = [
+        f"layer {i} is {type(layer).__name__} (only Linear and ReLU are generated)"
+        for i, layer in enumerate(layers)
+        if not isinstance(layer, (nn.Linear, nn.ReLU))
+    ]
+    if not layers or not isinstance(layers[-1], nn.Linear):
+        problems.append("the network must end with a Linear layer (the logits)")
+    return problems
+
+
+def _is_neutral(value: Any) -> bool:
+    return any(value is n or (type(value) is type(n) and value == n) for n in _NEUTRAL)
