@@ -7,11 +7,18 @@ package imports nothing heavy until one of its names is used.
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pgdeploy.export.exporter import DEFAULT_ATOL, ExportReport, export_checkpoint
     from pgdeploy.export.c_target import CExportReport, export_c
+    from pgdeploy.export.exporter import DEFAULT_ATOL, ExportReport, export_checkpoint
     from pgdeploy.export.formats import OPSET
 
-__all__ = ["DEFAULT_ATOL", "OPSET", "CExportReport", "ExportReport", "export_c", "export_checkpoint"]
+__all__ = [
+    "DEFAULT_ATOL",
+    "OPSET",
+    "CExportReport",
+    "ExportReport",
+    "export_c",
+    "export_checkpoint",
+]
 
 
 def __getattr__(name: str) -> Any:

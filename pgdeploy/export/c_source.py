@@ -116,7 +116,7 @@ def c_sources(deployable: DeployablePolicy, spec: PolicySpec) -> CSources:
 def _array(name: str, values: npt.NDArray[np.float32], *, static: bool = True) -> str:
     """``[static ]const float name[n] = {...};`` (flat, row-major), exact literals, 6 a line."""
     dims = f"[{values.size}]"
-    flat = [c_float(v) for v in values.reshape(-1)]
+    flat = [c_float(float(v)) for v in values.reshape(-1)]
     lines = [", ".join(flat[i : i + 6]) for i in range(0, len(flat), 6)]
     prefix = "static const" if static else "const"
     return f"{prefix} float {name}{dims} = {{\n    " + ",\n    ".join(lines) + "\n};\n"
@@ -130,8 +130,10 @@ def _source_body(
         _array("pgdeploy_clip_high", high, static=False),
     ]
     for i, layer in enumerate(layers):
-        parts.append(f"/* layer {i}: {layer.weight_t.shape[0]} -> {layer.weight_t.shape[1]}"
-                     f"{', ReLU' if layer.relu else ''}; weight [in][out], row-major */\n")
+        parts.append(
+            f"/* layer {i}: {layer.weight_t.shape[0]} -> {layer.weight_t.shape[1]}"
+            f"{', ReLU' if layer.relu else ''}; weight [in][out], row-major */\n"
+        )
         parts.append(_array(f"w{i}", layer.weight_t))
         parts.append(_array(f"b{i}", layer.bias))
     return "\n".join(parts) + "\n" + _DENSE + _logits_function(layers) + _PUBLIC
@@ -276,9 +278,13 @@ def _header(spec: PolicySpec, layers: list[DenseLayer], model_hash: int) -> str:
     names = ""
     if spec.action_names:
         joined = ", ".join(c_string(n) for n in spec.action_names)
-        names = f"/* The action names, in action order. */\n#define PGDEPLOY_ACTION_NAMES {{{joined}}}\n"
+        names = (
+            "/* The action names, in action order. */\n"
+            f"#define PGDEPLOY_ACTION_NAMES {{{joined}}}\n"
+        )
     shape = " -> ".join(
-        [str(spec.obs_dim)] + [f"{layer.weight_t.shape[1]}{' ReLU' if layer.relu else ''}" for layer in layers]
+        [str(spec.obs_dim)]
+        + [f"{layer.weight_t.shape[1]}{' ReLU' if layer.relu else ''}" for layer in layers]
     )
     contract = comment_safe(IO_CONTRACT)
     return _HEADER.format(

@@ -30,7 +30,7 @@ SUPPORTED_SPEC_FIELDS = frozenset(
     }
 )
 
-_NEUTRAL = (None, False, 0, "", "box", "discrete", (), [], {})
+_NEUTRAL: tuple[Any, ...] = (None, False, 0, "", "box", "discrete", (), [], {})
 
 
 def check_c_supported(spec: PolicySpec, deployable: DeployablePolicy) -> None:

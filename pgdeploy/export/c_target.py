@@ -10,13 +10,16 @@ with its staging folder, so nothing is left under the final names.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from pgdeploy._io import _fsync_dir, atomic_write_text
 from pgdeploy.errors import ExportVerificationError
@@ -78,7 +81,17 @@ def export_c(
         atomic_write_text(staging / SOURCE_NAME, sources.source)
         check = None
         if cc is not None:
-            check = _verify(cc, staging, policy, folder, atol, n_random, n_on_policy, seed)
+            with _one_torch_thread():
+                check = _verify(
+                    cc,
+                    staging,
+                    policy,
+                    folder,
+                    atol=atol,
+                    n_random=n_random,
+                    n_on_policy=n_on_policy,
+                    seed=seed,
+                )
         for name in (HEADER_NAME, SOURCE_NAME):
             os.replace(staging / name, folder / name)
         _fsync_dir(folder)
@@ -100,6 +113,7 @@ def _verify(
     staging: Path,
     policy: SoftmaxPolicy,
     folder: Path,
+    *,
     atol: float,
     n_random: int,
     n_on_policy: int,
@@ -120,3 +134,15 @@ def _verify(
             "observations; nothing was written"
         )
     return check
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Verification runs thousands of one-row forward passes: on a busy 2-core machine
+    torch's thread pool made each ~10 ms (waking workers) against ~10 us on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
