@@ -154,6 +154,9 @@ def test_no_compiler_is_a_clear_error_and_writes_nothing(
     report = export_c(exported_model / "model.pt", tmp_path, compiler="no-such-cc", verify=False)
     assert report.check is None and report.compiler is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.c", "policy.h"]
+    first = report.source.read_bytes()
+    export_c(exported_model / "model.pt", tmp_path, verify=False)  # same bytes every time
+    assert report.source.read_bytes() == first
 
 
 def test_compiler_from_cc_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
