@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -165,7 +166,7 @@ def test_compiler_from_cc_environment_variable(monkeypatch: pytest.MonkeyPatch) 
         find_compiler()
 
 
-def test_unsupported_layers_and_spec_fields_are_refused_by_name(exported_model: Path) -> None:
+def test_unsupported_layers_are_refused_by_name(exported_model: Path) -> None:
     policy = load_checkpoint(exported_model / "model.pt").build_policy()
     deployable = DeployablePolicy(policy)
     check_c_supported(policy.spec, deployable)  # the supported kind passes
@@ -173,18 +174,35 @@ def test_unsupported_layers_and_spec_fields_are_refused_by_name(exported_model: 
     with pytest.raises(UnsupportedExportError, match=r"layer 1 is Tanh .*ONNX target instead"):
         check_c_supported(policy.spec, deployable)
 
-    class FutureSpec(PolicySpec):
-        def to_dict(self) -> dict[str, Any]:
-            return {**super().to_dict(), "obs_encoding": "one_hot"}
 
-    future = FutureSpec(
-        **{
-            k: getattr(policy.spec, k)
-            for k in ("env_id", "obs_dim", "n_actions", "obs_low", "obs_high")
-        }
-    )
+@pytest.mark.parametrize(
+    "fields, refused",
+    [
+        ({"obs_encoding": "one_hot"}, "'obs_encoding' = 'one_hot'"),
+        ({"observation_space": {"type": "discrete", "n": 4}}, "'observation_space' = "),
+        ({"action_space": {"type": "discrete", "nvec": [2], "start": [1]}}, "'action_space' = "),
+        ({"observation_space": {"type": "box", "shape": [4]}}, None),
+        ({"action_space": {"type": "discrete", "nvec": [2], "start": [0]}, "future": None}, None),
+    ],
+)
+def test_spec_fields_c_does_not_implement_are_refused_by_name(
+    exported_model: Path, fields: dict[str, Any], refused: str | None
+) -> None:
+    policy = load_checkpoint(exported_model / "model.pt").build_policy()
+
+    class FutureSpec(PolicySpec):
+        """A spec from a pgdeploy that describes more than this generator knows."""
+
+        def to_dict(self) -> dict[str, Any]:
+            return {**super().to_dict(), **fields}
+
+    names = ("env_id", "obs_dim", "n_actions", "obs_low", "obs_high")
+    future = FutureSpec(**{k: getattr(policy.spec, k) for k in names})
+    if refused is None:
+        check_c_supported(future, DeployablePolicy(policy))  # the plain forms are supported
+        return
     with pytest.raises(
-        UnsupportedExportError, match="'obs_encoding' = 'one_hot' is not implemented"
+        UnsupportedExportError, match=f"{re.escape(refused)}.* not implemented in C"
     ):
         check_c_supported(future, DeployablePolicy(policy))
 

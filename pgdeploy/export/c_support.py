@@ -52,11 +52,28 @@ def check_c_supported(spec: PolicySpec, deployable: DeployablePolicy) -> None:
 
 def _spec_problems(spec: PolicySpec) -> list[str]:
     fields: dict[str, Any] = spec.to_dict()
+    plain = {
+        # The layouts of structured observations and of action spaces: their plain forms
+        # (a 1-D Box of obs_dim values; Discrete(n_actions) starting at 0) are what C does.
+        "observation_space": {"type": "box", "shape": [spec.obs_dim]},
+        "action_space": {"type": "discrete", "nvec": [spec.n_actions], "start": [0]},
+    }
     return [
         f"spec field {name!r} = {value!r} is not implemented in C"
         for name, value in fields.items()
-        if name not in SUPPORTED_SPEC_FIELDS and not _is_neutral(value)
+        if name not in SUPPORTED_SPEC_FIELDS
+        and not _is_neutral(value)
+        and not (name in plain and _same(value, plain[name]))
     ]
+
+
+def _same(value: Any, plain: Any) -> bool:
+    """JSON-like equality, lists and tuples alike."""
+    if isinstance(value, dict) and isinstance(plain, dict):
+        return value.keys() == plain.keys() and all(_same(value[k], plain[k]) for k in value)
+    if isinstance(value, (list, tuple)) and isinstance(plain, (list, tuple)):
+        return len(value) == len(plain) and all(map(_same, value, plain))
+    return bool(type(value) is type(plain) and value == plain)
 
 
 def _network_problems(deployable: DeployablePolicy) -> list[str]:
