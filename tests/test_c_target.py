@@ -18,13 +18,14 @@ from torch import nn
 from pgdeploy.cli import main
 from pgdeploy.errors import CompilerError, ExportVerificationError, UnsupportedExportError
 from pgdeploy.export import export_c
-from pgdeploy.export.c_compile import STRICT_FLAGS, compile_c, find_compiler
-from pgdeploy.export.c_source import c_float, c_sources, c_string
+from pgdeploy.export.c_compile import STRICT_FLAGS, CHarness, compile_c, find_compiler
+from pgdeploy.export.c_source import CPlan, c_float, c_sources, c_string
 from pgdeploy.export.c_support import check_c_supported
+from pgdeploy.runtime.sampling import inverse_cdf
 from pgdeploy.spec import PolicySpec
 from pgdeploy.training.checkpoint import load_checkpoint
 from pgdeploy.training.config import TrainConfig
-from pgdeploy.training.policy import DeployablePolicy
+from pgdeploy.training.policy import DeployablePolicy, build_mlp
 
 CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 needs_cc = pytest.mark.skipif(CC is None, reason="no C compiler (cc, gcc or clang) on PATH")
@@ -135,10 +136,10 @@ def test_a_wrong_weight_fails_verification_and_writes_nothing(
 ) -> None:
     from pgdeploy.export import c_target
 
-    def off_by_1e3(deployable: DeployablePolicy, spec: PolicySpec) -> Any:
+    def off_by_1e3(deployable: DeployablePolicy, spec: PolicySpec, plan: CPlan) -> Any:
         with torch.no_grad():
             deployable.net[-1].weight[0, 0] += 1e-3
-        return c_sources(deployable, spec)
+        return c_sources(deployable, spec, plan)
 
     monkeypatch.setattr(c_target, "c_sources", off_by_1e3)
     with pytest.raises(ExportVerificationError, match=r"c export differs .*nothing was written"):
@@ -249,3 +250,51 @@ def test_cli_export_target_c(exported_model: Path, tmp_path: Path) -> None:
     assert result.output.startswith(f"c: {tmp_path / 'policy.h'} and {tmp_path / 'policy.c'} ")
     assert "verified on 8192 observations (4096 random, 4096 on-policy)" in result.output
     assert "action mismatches: 0 greedy, 0 sampled" in result.output
+
+
+@needs_cc
+def test_encoded_observations_and_action_start_match_a_torch_reference(tmp_path: Path) -> None:
+    """The generator's general encoder: clipped columns picked out of the row, one-hot
+    (column, value) features after them, and actions offset by the space's start."""
+    plan = CPlan(
+        obs_dim=5,
+        continuous_columns=(0, 2, 3),
+        onehot_columns=(1, 1, 1, 4, 4),
+        onehot_values=(0.0, 1.0, 2.0, 3.0, 4.0),  # Discrete(3) and Discrete(2, start=3)
+        action_start=2,
+    )
+    torch.manual_seed(0)
+    module = nn.Module()
+    module.net = build_mlp(plan.n_features, (16,), 3)
+    module.register_buffer("clip_low", torch.tensor([-1.0, -2.0, -0.5]))
+    module.register_buffer("clip_high", torch.tensor([1.0, 0.5, 3.0]))
+    spec = PolicySpec("Encoded-v0", 5, 3, obs_low=(-np.inf,) * 5, obs_high=(np.inf,) * 5)
+    sources = c_sources(module, spec, plan)  # type: ignore[arg-type]
+    (tmp_path / "policy.h").write_text(sources.header)
+    (tmp_path / "policy.c").write_text(sources.source)
+    assert CC is not None
+    harness = CHarness.build(CC, tmp_path, obs_dim=5, n_actions=3)
+
+    rng = np.random.default_rng(3)
+    obs = rng.normal(0, 2, size=(2000, 5)).astype(np.float32)
+    obs[:, 1] = rng.integers(-1, 4, size=2000)  # -1 and 3: outside Discrete(3), all zeros
+    obs[:, 4] = rng.integers(2, 6, size=2000)
+    uniforms = rng.random(2000, dtype=np.float32)
+    probs, greedy, sampled = (
+        t.numpy() for t in harness(torch.from_numpy(obs), torch.from_numpy(uniforms))
+    )
+
+    x = torch.from_numpy(obs)
+    clipped = torch.minimum(torch.maximum(x[:, [0, 2, 3]], module.clip_low), module.clip_high)
+    onehot = (x[:, [1, 1, 1, 4, 4]] == torch.tensor(plan.onehot_values)).float()
+    with torch.no_grad():
+        ref = torch.softmax(module.net(torch.cat([clipped, onehot], dim=1)), dim=-1).numpy()
+    diff = float(np.abs(probs - ref).max())
+    assert diff <= 1e-6
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-5
+    np.testing.assert_array_equal(greedy[clear], ref.argmax(axis=1)[clear] + 2)
+    cdf = np.cumsum(ref[:, :-1], axis=1)
+    clear = (np.abs(cdf - uniforms[:, None]) > 1e-5).all(axis=1)
+    np.testing.assert_array_equal(sampled[clear], inverse_cdf(ref, uniforms)[clear] + 2)
+    assert clear.mean() > 0.95 and set(np.unique(sampled)) == {2, 3, 4}

@@ -47,6 +47,35 @@ class DenseLayer:
     relu: bool  #: a ReLU follows
 
 
+@dataclass(frozen=True)
+class CPlan:
+    """How the raw observation row becomes the MLP's input, and what the actions add.
+
+    The ONNX graph's encoder, as data: the ``continuous_columns`` of the row are clipped
+    (to ``clip_low[i]``/``clip_high[i]``) and fed in that order, then one 0/1 feature per
+    ``(onehot_columns[k], onehot_values[k])`` pair (``row[column] == value``); actions are
+    ``action_start`` + the head's index. :meth:`plain` is a 1-D Box and Discrete from 0.
+    """
+
+    obs_dim: int
+    continuous_columns: tuple[int, ...]
+    onehot_columns: tuple[int, ...] = ()
+    onehot_values: tuple[float, ...] = ()
+    action_start: int = 0
+
+    @classmethod
+    def plain(cls, obs_dim: int) -> CPlan:
+        return cls(obs_dim, tuple(range(obs_dim)))
+
+    @property
+    def is_plain_obs(self) -> bool:
+        return self.continuous_columns == tuple(range(self.obs_dim)) and not self.onehot_columns
+
+    @property
+    def n_features(self) -> int:
+        return len(self.continuous_columns) + len(self.onehot_columns)
+
+
 def dense_layers(deployable: DeployablePolicy) -> list[DenseLayer]:
     """The Linear layers of the network, each with whether a ReLU follows it."""
     modules = list(deployable.net)
@@ -95,14 +124,20 @@ def comment_safe(text: str) -> str:
     return text.encode("ascii", "replace").decode().replace("*/", "* /")
 
 
-def c_sources(deployable: DeployablePolicy, spec: PolicySpec) -> CSources:
-    """The header and source of the policy (run :func:`check_c_supported` first)."""
+def c_sources(
+    deployable: DeployablePolicy, spec: PolicySpec, plan: CPlan | None = None
+) -> CSources:
+    """The header and source of the policy (run :func:`check_c_supported` first).
+
+    ``plan`` (default: a plain 1-D Box, Discrete from 0) says how observations are encoded.
+    """
+    plan = plan or CPlan.plain(spec.obs_dim)
     layers = dense_layers(deployable)
     low = deployable.clip_low.detach().numpy().astype(np.float32)  # type: ignore[operator]
     high = deployable.clip_high.detach().numpy().astype(np.float32)  # type: ignore[operator]
-    body = _source_body(layers, low, high)
+    body = _source_body(layers, low, high, plan)
     model_hash = int(hashlib.sha256(body.encode()).hexdigest()[:8], 16)
-    header = _header(spec, layers, model_hash)
+    header = _header(spec, layers, model_hash, plan)
     source = (
         f"/* policy.c: {comment_safe(spec.env_id)} policy written by pgdeploy {__version__}; "
         "see policy.h for the contract. Generated: do not edit. */\n"
@@ -124,13 +159,31 @@ def _array(name: str, values: npt.NDArray[np.float32], *, static: bool = True) -
     return f"{prefix} float {name}{dims} = {{\n    " + ",\n    ".join(lines) + "\n};\n"
 
 
+def _int_array(name: str, values: tuple[int, ...]) -> str:
+    lines = [", ".join(map(str, values[i : i + 12])) for i in range(0, len(values), 12)]
+    return f"static const int {name}[{len(values)}] = {{\n    " + ",\n    ".join(lines) + "\n};\n"
+
+
 def _source_body(
-    layers: list[DenseLayer], low: npt.NDArray[np.float32], high: npt.NDArray[np.float32]
+    layers: list[DenseLayer],
+    low: npt.NDArray[np.float32],
+    high: npt.NDArray[np.float32],
+    plan: CPlan,
 ) -> str:
-    parts = [
-        _array("pgdeploy_clip_low", low, static=False),
-        _array("pgdeploy_clip_high", high, static=False),
-    ]
+    parts = []
+    if plan.continuous_columns:
+        parts += [
+            _array("pgdeploy_clip_low", low, static=False),
+            _array("pgdeploy_clip_high", high, static=False),
+        ]
+    if not plan.is_plain_obs:
+        parts.append("/* The encoder: raw columns fed clipped, then one-hot (column, value). */\n")
+        if plan.continuous_columns:
+            parts.append(_int_array("continuous_columns", plan.continuous_columns))
+        if plan.onehot_columns:
+            parts.append(_int_array("onehot_columns", plan.onehot_columns))
+            values = np.asarray(plan.onehot_values, dtype=np.float32)
+            parts.append(_array("onehot_values", values))
     for i, layer in enumerate(layers):
         parts.append(
             f"/* layer {i}: {layer.weight_t.shape[0]} -> {layer.weight_t.shape[1]}"
@@ -138,23 +191,41 @@ def _source_body(
         )
         parts.append(_array(f"w{i}", layer.weight_t))
         parts.append(_array(f"b{i}", layer.bias))
-    return "\n".join(parts) + "\n" + DENSE + _logits_function(layers) + PUBLIC_FUNCTIONS
+    return "\n".join(parts) + "\n" + DENSE + _logits_function(layers, plan) + PUBLIC_FUNCTIONS
 
 
-def _logits_function(layers: list[DenseLayer]) -> str:
+def _encoder_lines(plan: CPlan) -> list[str]:
+    """C statements filling x[PGDEPLOY_N_FEATURES] from obs, as the graph's encoder does."""
+    n_cont = len(plan.continuous_columns)
+    column = "i" if plan.is_plain_obs else "continuous_columns[i]"
+    lines = []
+    if n_cont:
+        lines += [
+            f"    for (i = 0; i < {n_cont}; ++i) {{",
+            f"        float v = obs[{column}];",
+            "        v = v < pgdeploy_clip_low[i] ? pgdeploy_clip_low[i] : v;",
+            "        x[i] = v > pgdeploy_clip_high[i] ? pgdeploy_clip_high[i] : v;",
+            "    }",
+        ]
+    if plan.onehot_columns:
+        lines += [
+            f"    for (i = 0; i < {len(plan.onehot_columns)}; ++i) {{",
+            f"        x[{n_cont} + i] = obs[onehot_columns[i]] == onehot_values[i] ? 1.0f : 0.0f;",
+            "    }",
+        ]
+    return lines
+
+
+def _logits_function(layers: list[DenseLayer], plan: CPlan) -> str:
     lines = [
-        "/* Clip obs to [pgdeploy_clip_low, pgdeploy_clip_high], then the MLP: logits. */",
+        "/* Encode obs (clip, one-hot) into the MLP's input, then the MLP: logits. */",
         "static void logits_of(const float *obs, float *logits)",
         "{",
-        "    float x[PGDEPLOY_OBS_DIM];",
+        "    float x[PGDEPLOY_N_FEATURES];",
         "    float a[PGDEPLOY_MAX_WIDTH];",
         "    float b[PGDEPLOY_MAX_WIDTH];",
         "    int i;",
-        "    for (i = 0; i < PGDEPLOY_OBS_DIM; ++i) {",
-        "        float v = obs[i];",
-        "        v = v < pgdeploy_clip_low[i] ? pgdeploy_clip_low[i] : v;",
-        "        x[i] = v > pgdeploy_clip_high[i] ? pgdeploy_clip_high[i] : v;",
-        "    }",
+        *_encoder_lines(plan),
     ]
     source = "x"
     for i, layer in enumerate(layers):
@@ -191,7 +262,7 @@ def _bounds_macro(values: tuple[float, ...]) -> str:
     return "{" + ", ".join(c_float(v) for v in clamped) + "}"
 
 
-def _header(spec: PolicySpec, layers: list[DenseLayer], model_hash: int) -> str:
+def _header(spec: PolicySpec, layers: list[DenseLayer], model_hash: int, plan: CPlan) -> str:
     max_width = max([layer.weight_t.shape[1] for layer in layers[:-1]] or [1])
     names = ""
     if spec.action_names:
@@ -201,7 +272,7 @@ def _header(spec: PolicySpec, layers: list[DenseLayer], model_hash: int) -> str:
             f"#define PGDEPLOY_ACTION_NAMES {{{joined}}}\n"
         )
     shape = " -> ".join(
-        [str(spec.obs_dim)]
+        [str(plan.n_features)]
         + [f"{layer.weight_t.shape[1]}{' ReLU' if layer.relu else ''}" for layer in layers]
     )
     contract = comment_safe(IO_CONTRACT)
@@ -221,4 +292,24 @@ def _header(spec: PolicySpec, layers: list[DenseLayer], model_hash: int) -> str:
         high=_bounds_macro(spec.obs_high),
         names=names,
         metadata=c_string(_metadata_json(spec)),
+        n_features=plan.n_features,
+        n_continuous=len(plan.continuous_columns),
+        action_start=plan.action_start,
+        encoding=_encoding_comment(plan),
+        clip_decls=(
+            "extern const float pgdeploy_clip_low[PGDEPLOY_N_CONTINUOUS];\n"
+            "extern const float pgdeploy_clip_high[PGDEPLOY_N_CONTINUOUS];\n"
+            if plan.continuous_columns
+            else ""
+        ),
+    )
+
+
+def _encoding_comment(plan: CPlan) -> str:
+    if plan.is_plain_obs:
+        return " * obs is the observation itself (a 1-D Box): every value is clipped.\n"
+    return (
+        " * obs is the env's observation as one flat row (Dict/Tuple members in gymnasium's\n"
+        " * flatten order; a Discrete value as its integer). PGDEPLOY_N_CONTINUOUS of its\n"
+        " * columns are clipped, the others one-hot encoded inside, as in the ONNX graph.\n"
     )

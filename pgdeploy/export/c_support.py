@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from pgdeploy.errors import UnsupportedExportError
+from pgdeploy.export.c_source import CPlan
 from pgdeploy.spec import PolicySpec
 from pgdeploy.training.policy import DeployablePolicy
 
@@ -33,8 +34,8 @@ SUPPORTED_SPEC_FIELDS = frozenset(
 _NEUTRAL: tuple[Any, ...] = (None, False, 0, "", "box", "discrete", (), [], {})
 
 
-def check_c_supported(spec: PolicySpec, deployable: DeployablePolicy) -> None:
-    """Raise :class:`UnsupportedExportError` unless the C generator implements this policy.
+def check_c_supported(spec: PolicySpec, deployable: DeployablePolicy) -> CPlan:
+    """The plan the C generator follows for this policy, or :class:`UnsupportedExportError`.
 
     Checks the spec (a field the generator does not know, set to anything but its
     neutral default, is refused) and the network (only Linear and ReLU layers).
@@ -48,6 +49,7 @@ def check_c_supported(spec: PolicySpec, deployable: DeployablePolicy) -> None:
             "Linear and ReLU layers; export it with the ONNX target instead "
             "(pgdeploy export MODEL.pt)"
         )
+    return CPlan.plain(spec.obs_dim)
 
 
 def _spec_problems(spec: PolicySpec) -> list[str]:

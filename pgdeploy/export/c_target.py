@@ -70,8 +70,8 @@ def export_c(
     checkpoint = load_checkpoint(checkpoint_path)
     policy = checkpoint.build_policy()
     deployable = DeployablePolicy(policy).eval()
-    check_c_supported(checkpoint.spec, deployable)
-    sources = c_sources(deployable, checkpoint.spec)
+    plan = check_c_supported(checkpoint.spec, deployable)
+    sources = c_sources(deployable, checkpoint.spec, plan)
     cc = find_compiler(compiler) if verify else None
     folder = Path(out_dir) if out_dir is not None else Path(checkpoint_path).parent
     folder.mkdir(parents=True, exist_ok=True)

@@ -7,25 +7,26 @@ so the C reads as C. Every function here is reentrant: stack buffers only, no he
 HEADER = """\
 /* policy.h: the {env} softmax policy, written by pgdeploy {version}. Generated: do not edit.
  *
- * Network: clip -> {shape} -> softmax, normalisation folded into the first layer.
- * Plain C99: no heap, no globals written, no library beyond <math.h> (expf, isfinite);
+ * Network: encode -> {shape} -> softmax, normalisation folded into the first layer.
+{encoding} * Plain C99: no heap, no globals written, no library beyond <math.h> (expf, isfinite);
  * every function is reentrant and thread-safe. Stack use: about
- * 2 * PGDEPLOY_MAX_WIDTH + PGDEPLOY_OBS_DIM + 2 * PGDEPLOY_N_ACTIONS floats per call.
+ * 2 * PGDEPLOY_MAX_WIDTH + PGDEPLOY_N_FEATURES + 2 * PGDEPLOY_N_ACTIONS floats per call.
  *
  * The same contract as the ONNX graph (model.onnx):
 {contract}
  * In C, for one observation:
  *   pgdeploy_probs(obs, probs)   obs: PGDEPLOY_OBS_DIM floats, the raw observation;
  *                                probs: PGDEPLOY_N_ACTIONS floats written (softmax).
- *   pgdeploy_greedy(obs)         argmax of probs, the first on ties.
+ *   pgdeploy_greedy(obs)         argmax of probs, the first on ties (+ ACTION_START).
  *   pgdeploy_sample(obs, u)      u a uniform float in [0, 1): the number of
  *                                k < PGDEPLOY_N_ACTIONS - 1 with cumsum(probs)[k] <= u,
- *                                summed in float in order. The same u gives the same action
- *                                as the Python agent (numpy's random(dtype=float32) stream).
+ *                                summed in float in order (+ ACTION_START). The same u
+ *                                gives the same action as the Python agent (numpy's
+ *                                random(dtype=float32) stream).
  *   pgdeploy_obs_finite(obs)     1 if every value is finite, else 0. Call it first: the
  *                                Python runtime rejects NaN/inf, these functions do not.
- *   Observations outside the space are clipped to pgdeploy_clip_low/high (the space
- *   folded with the normalisation's clip), like the graph.
+ *   Continuous columns are clipped to pgdeploy_clip_low/high (the space folded with the
+ *   normalisation's clip), like the graph.
  *
  * Build: cc -std=c99 -O2 -ffp-contract=off -c policy.c (link with -lm). Do not use
  * -ffast-math or -Ofast (they reorder sums and assume no NaN). -ffp-contract=off stops
@@ -47,6 +48,11 @@ extern "C" {{
 #define PGDEPLOY_ENV_ID {env_lit}
 #define PGDEPLOY_OBS_DIM {obs_dim}
 #define PGDEPLOY_N_ACTIONS {n_actions}
+/* Actions are PGDEPLOY_ACTION_START + index (the env's Discrete start). */
+#define PGDEPLOY_ACTION_START {action_start}
+/* Inputs of the MLP, and how many observation columns are clipped (the rest one-hot). */
+#define PGDEPLOY_N_FEATURES {n_features}
+#define PGDEPLOY_N_CONTINUOUS {n_continuous}
 /* Widest hidden layer (the size of the two stack buffers). */
 #define PGDEPLOY_MAX_WIDTH {max_width}
 /* Identifies this export; policy.c refuses to compile with another export's header. */
@@ -59,9 +65,7 @@ extern "C" {{
 
 /* The same JSON as a string, and the clip bounds the policy applies to obs. */
 extern const char pgdeploy_metadata[];
-extern const float pgdeploy_clip_low[PGDEPLOY_OBS_DIM];
-extern const float pgdeploy_clip_high[PGDEPLOY_OBS_DIM];
-
+{clip_decls}
 int pgdeploy_obs_finite(const float *obs);
 void pgdeploy_probs(const float *obs, float *probs);
 int pgdeploy_greedy(const float *obs);
@@ -139,7 +143,7 @@ int pgdeploy_greedy(const float *obs)
     for (k = 1; k < PGDEPLOY_N_ACTIONS; ++k) {
         best = probs[k] > probs[best] ? k : best;
     }
-    return best;
+    return PGDEPLOY_ACTION_START + best;
 }
 
 int pgdeploy_sample(const float *obs, float uniform)
@@ -152,6 +156,6 @@ int pgdeploy_sample(const float *obs, float uniform)
         cdf += probs[k];
         action += cdf <= uniform;
     }
-    return action;
+    return PGDEPLOY_ACTION_START + action;
 }
 """
