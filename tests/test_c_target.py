@@ -298,3 +298,25 @@ def test_encoded_observations_and_action_start_match_a_torch_reference(tmp_path:
     clear = (np.abs(cdf - uniforms[:, None]) > 1e-5).all(axis=1)
     np.testing.assert_array_equal(sampled[clear], inverse_cdf(ref, uniforms)[clear] + 2)
     assert clear.mean() > 0.95 and set(np.unique(sampled)) == {2, 3, 4}
+
+
+@needs_cc
+@pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler (c++) on PATH")
+def test_header_works_from_cpp(exported_model: Path, tmp_path: Path) -> None:
+    _export(exported_model / "model.pt", tmp_path, verify=False)
+    assert CC is not None
+    compile_c(CC, [tmp_path / "policy.c"], tmp_path / "policy.o", flags=(*STRICT_FLAGS, "-c"))
+    (tmp_path / "main.cpp").write_text(
+        '#include "policy.h"\n#include <cstdio>\n'
+        "int main() {\n    const float obs[PGDEPLOY_OBS_DIM] = {0.0f};\n"
+        '    std::printf("%d\\n", pgdeploy_sample(obs, 0.5f));\n    return 0;\n}\n'
+    )
+    cpp_flags = ("-std=c++11", "-Wall", "-Wextra", "-Werror", "-pedantic")
+    exe = compile_c(
+        "c++", [tmp_path / "main.cpp", tmp_path / "policy.o"], tmp_path / "m", flags=cpp_flags
+    )
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    policy = load_checkpoint(exported_model / "model.pt").build_policy()
+    with torch.no_grad():
+        probs = policy.probs(torch.zeros(1, 4)).numpy()
+    assert int(out) == int(inverse_cdf(probs, [0.5])[0])
