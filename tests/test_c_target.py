@@ -253,51 +253,64 @@ def test_cli_export_target_c(exported_model: Path, tmp_path: Path) -> None:
 
 
 @needs_cc
-def test_encoded_observations_and_action_start_match_a_torch_reference(tmp_path: Path) -> None:
-    """The generator's general encoder: clipped columns picked out of the row, one-hot
-    (column, value) features after them, and actions offset by the space's start."""
+@pytest.mark.parametrize(
+    "head_sizes, head_starts",
+    [((3,), (2,)), ((2, 3), (1, -1))],  # Discrete(3, start=2); MultiDiscrete([2, 3], [1, -1])
+)
+def test_encoded_observations_and_action_heads_match_a_torch_reference(
+    tmp_path: Path, head_sizes: tuple[int, ...], head_starts: tuple[int, ...]
+) -> None:
+    """The generator's general form: clipped columns picked out of the row, one-hot
+    (column, value) features after them, one softmax per action head, starts added."""
     plan = CPlan(
         obs_dim=5,
         continuous_columns=(0, 2, 3),
         onehot_columns=(1, 1, 1, 4, 4),
         onehot_values=(0.0, 1.0, 2.0, 3.0, 4.0),  # Discrete(3) and Discrete(2, start=3)
-        action_start=2,
+        head_sizes=head_sizes,
+        head_starts=head_starts,
     )
+    n_actions, heads = sum(head_sizes), len(head_sizes)
     torch.manual_seed(0)
     module = nn.Module()
-    module.net = build_mlp(plan.n_features, (16,), 3)
+    module.net = build_mlp(plan.n_features, (16,), n_actions)
     module.register_buffer("clip_low", torch.tensor([-1.0, -2.0, -0.5]))
     module.register_buffer("clip_high", torch.tensor([1.0, 0.5, 3.0]))
-    spec = PolicySpec("Encoded-v0", 5, 3, obs_low=(-np.inf,) * 5, obs_high=(np.inf,) * 5)
+    spec = PolicySpec("Encoded-v0", 5, n_actions, obs_low=(-np.inf,) * 5, obs_high=(np.inf,) * 5)
     sources = c_sources(module, spec, plan)  # type: ignore[arg-type]
     (tmp_path / "policy.h").write_text(sources.header)
     (tmp_path / "policy.c").write_text(sources.source)
     assert CC is not None
-    harness = CHarness.build(CC, tmp_path, obs_dim=5, n_actions=3)
+    harness = CHarness.build(CC, tmp_path, obs_dim=5, n_actions=n_actions, n_heads=heads)
 
     rng = np.random.default_rng(3)
     obs = rng.normal(0, 2, size=(2000, 5)).astype(np.float32)
     obs[:, 1] = rng.integers(-1, 4, size=2000)  # -1 and 3: outside Discrete(3), all zeros
     obs[:, 4] = rng.integers(2, 6, size=2000)
-    uniforms = rng.random(2000, dtype=np.float32)
+    uniforms = rng.random((2000, heads), dtype=np.float32)
     probs, greedy, sampled = (
-        t.numpy() for t in harness(torch.from_numpy(obs), torch.from_numpy(uniforms))
+        t.numpy().reshape(2000, -1)
+        for t in harness(torch.from_numpy(obs), torch.from_numpy(uniforms))
     )
 
     x = torch.from_numpy(obs)
     clipped = torch.minimum(torch.maximum(x[:, [0, 2, 3]], module.clip_low), module.clip_high)
     onehot = (x[:, [1, 1, 1, 4, 4]] == torch.tensor(plan.onehot_values)).float()
     with torch.no_grad():
-        ref = torch.softmax(module.net(torch.cat([clipped, onehot], dim=1)), dim=-1).numpy()
-    diff = float(np.abs(probs - ref).max())
-    assert diff <= 1e-6
-    top2 = np.sort(ref, axis=1)[:, -2:]
-    clear = top2[:, 1] - top2[:, 0] > 1e-5
-    np.testing.assert_array_equal(greedy[clear], ref.argmax(axis=1)[clear] + 2)
-    cdf = np.cumsum(ref[:, :-1], axis=1)
-    clear = (np.abs(cdf - uniforms[:, None]) > 1e-5).all(axis=1)
-    np.testing.assert_array_equal(sampled[clear], inverse_cdf(ref, uniforms)[clear] + 2)
-    assert clear.mean() > 0.95 and set(np.unique(sampled)) == {2, 3, 4}
+        logits = module.net(torch.cat([clipped, onehot], dim=1))
+    offset = 0
+    for h, (size, start) in enumerate(zip(head_sizes, head_starts)):
+        ref = torch.softmax(logits[:, offset : offset + size], dim=-1).numpy()
+        assert float(np.abs(probs[:, offset : offset + size] - ref).max()) <= 1e-6
+        top2 = np.sort(ref, axis=1)[:, -2:]
+        clear = top2[:, 1] - top2[:, 0] > 1e-5
+        np.testing.assert_array_equal(greedy[clear, h], ref.argmax(axis=1)[clear] + start)
+        u = uniforms[:, h]
+        clear = (np.abs(np.cumsum(ref[:, :-1], axis=1) - u[:, None]) > 1e-5).all(axis=1)
+        np.testing.assert_array_equal(sampled[clear, h], inverse_cdf(ref, u)[clear] + start)
+        assert clear.mean() > 0.95
+        assert set(np.unique(sampled[:, h])) == set(range(start, start + size))
+        offset += size
 
 
 @needs_cc

@@ -26,9 +26,9 @@ STRICT_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
 BUILD_FLAGS = (*STRICT_FLAGS, "-O2", "-ffp-contract=off")
 _COMPILERS = ("cc", "gcc", "clang")
 
-HARNESS_C = r"""/* pgdeploy verification harness: harness IN N OUT.
-   IN holds N*OBS_DIM float32 observations then N float32 uniforms; OUT receives
-   N*N_ACTIONS float32 probabilities, then N int32 greedy and N int32 sampled actions. */
+HARNESS_C = r"""/* pgdeploy verification harness: harness IN N OUT. With H = PGDEPLOY_N_HEADS,
+   IN holds N*OBS_DIM float32 observations then N*H float32 uniforms; OUT receives
+   N*N_ACTIONS float32 probabilities, then N*H int32 greedy and N*H int32 sampled actions. */
 #include <stdio.h>
 #include <stdlib.h>
 #include "policy.h"
@@ -50,31 +50,35 @@ int main(int argc, char **argv)
     }
     n = atol(argv[2]);
     obs = malloc(sizeof(float) * (size_t)(n * PGDEPLOY_OBS_DIM + 1));
-    uniforms = malloc(sizeof(float) * (size_t)(n + 1));
+    uniforms = malloc(sizeof(float) * (size_t)(n * PGDEPLOY_N_HEADS + 1));
     probs = malloc(sizeof(float) * (size_t)(n * PGDEPLOY_N_ACTIONS + 1));
-    greedy = malloc(sizeof(int) * (size_t)(n + 1));
-    sampled = malloc(sizeof(int) * (size_t)(n + 1));
+    greedy = malloc(sizeof(int) * (size_t)(n * PGDEPLOY_N_HEADS + 1));
+    sampled = malloc(sizeof(int) * (size_t)(n * PGDEPLOY_N_HEADS + 1));
     if (!obs || !uniforms || !probs || !greedy || !sampled) {
         return fail("out of memory");
     }
     in = fopen(argv[1], "rb");
     if (!in || fread(obs, sizeof(float), (size_t)(n * PGDEPLOY_OBS_DIM), in)
                    != (size_t)(n * PGDEPLOY_OBS_DIM)
-        || fread(uniforms, sizeof(float), (size_t)n, in) != (size_t)n) {
+        || fread(uniforms, sizeof(float), (size_t)(n * PGDEPLOY_N_HEADS), in)
+               != (size_t)(n * PGDEPLOY_N_HEADS)) {
         return fail("cannot read the input file");
     }
     fclose(in);
     for (i = 0; i < n; ++i) {
         const float *row = obs + i * PGDEPLOY_OBS_DIM;
         pgdeploy_probs(row, probs + i * PGDEPLOY_N_ACTIONS);
-        greedy[i] = pgdeploy_greedy(row);
-        sampled[i] = pgdeploy_sample(row, uniforms[i]);
+        pgdeploy_greedy_heads(row, greedy + i * PGDEPLOY_N_HEADS);
+        pgdeploy_sample_heads(row, uniforms + i * PGDEPLOY_N_HEADS, sampled + i * PGDEPLOY_N_HEADS);
     }
     out = fopen(argv[3], "wb");
     if (!out || fwrite(probs, sizeof(float), (size_t)(n * PGDEPLOY_N_ACTIONS), out)
                     != (size_t)(n * PGDEPLOY_N_ACTIONS)
-        || fwrite(greedy, sizeof(int), (size_t)n, out) != (size_t)n
-        || fwrite(sampled, sizeof(int), (size_t)n, out) != (size_t)n || fclose(out) != 0) {
+        || fwrite(greedy, sizeof(int), (size_t)(n * PGDEPLOY_N_HEADS), out)
+               != (size_t)(n * PGDEPLOY_N_HEADS)
+        || fwrite(sampled, sizeof(int), (size_t)(n * PGDEPLOY_N_HEADS), out)
+               != (size_t)(n * PGDEPLOY_N_HEADS)
+        || fclose(out) != 0) {
         return fail("cannot write the output file");
     }
     free(obs);
@@ -127,25 +131,28 @@ def compile_c(
 class CHarness:
     """The compiled policy as ``graph(obs, uniform) -> (probs, greedy, sampled)`` tensors."""
 
-    def __init__(self, executable: Path, obs_dim: int, n_actions: int) -> None:
+    def __init__(self, executable: Path, obs_dim: int, n_actions: int, n_heads: int = 1) -> None:
         self.executable = executable
         self.obs_dim = obs_dim
         self.n_actions = n_actions
+        self.n_heads = n_heads
 
     @classmethod
-    def build(cls, compiler: str, folder: Path, obs_dim: int, n_actions: int) -> CHarness:
+    def build(
+        cls, compiler: str, folder: Path, obs_dim: int, n_actions: int, n_heads: int = 1
+    ) -> CHarness:
         """Compile ``folder/policy.c`` with the harness into ``folder/harness``."""
         harness = folder / "harness.c"
         harness.write_text(HARNESS_C, encoding="utf-8")
         exe = compile_c(compiler, [folder / "policy.c", harness], folder / "harness")
-        return cls(exe, obs_dim, n_actions)
+        return cls(exe, obs_dim, n_actions, n_heads)
 
     def __call__(
         self, obs: torch.Tensor, uniform: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n = len(obs)
         obs_np = np.ascontiguousarray(obs.numpy(), dtype=np.float32)
-        u_np = np.ascontiguousarray(uniform.numpy().reshape(-1), dtype=np.float32)
+        u_np = np.ascontiguousarray(uniform.numpy().reshape(-1), dtype=np.float32)  # (n*H,)
         with tempfile.TemporaryDirectory(prefix="pgdeploy-c-") as tmp:
             src, dst = Path(tmp) / "in.bin", Path(tmp) / "out.bin"
             src.write_bytes(obs_np.tobytes() + u_np.tobytes())
@@ -167,8 +174,10 @@ class CHarness:
         n_probs = n * self.n_actions
         probs = np.frombuffer(raw, np.float32, count=n_probs).reshape(n, self.n_actions)
         actions = np.frombuffer(raw, np.int32, offset=4 * n_probs).astype(np.int64)
+        shape = (n,) if self.n_heads == 1 else (n, self.n_heads)  # as the graph's outputs
+        greedy, sampled = np.split(actions, 2)
         return (
             torch.from_numpy(probs.copy()),
-            torch.from_numpy(actions[:n].copy()),
-            torch.from_numpy(actions[n:].copy()),
+            torch.from_numpy(greedy.reshape(shape)),
+            torch.from_numpy(sampled.reshape(shape)),
         )

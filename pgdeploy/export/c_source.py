@@ -23,7 +23,7 @@ from torch import nn
 
 from pgdeploy import __version__
 from pgdeploy.errors import UnsupportedExportError
-from pgdeploy.export.c_templates import DENSE, HEADER, PUBLIC_FUNCTIONS
+from pgdeploy.export.c_templates import DENSE, HEADER, PUBLIC_FUNCTIONS, SINGLE_HEAD_FUNCTIONS
 from pgdeploy.spec import FORMAT_VERSION, IO_CONTRACT, PolicySpec
 from pgdeploy.training.policy import DeployablePolicy
 
@@ -53,19 +53,21 @@ class CPlan:
 
     The ONNX graph's encoder, as data: the ``continuous_columns`` of the row are clipped
     (to ``clip_low[i]``/``clip_high[i]``) and fed in that order, then one 0/1 feature per
-    ``(onehot_columns[k], onehot_values[k])`` pair (``row[column] == value``); actions are
-    ``action_start`` + the head's index. :meth:`plain` is a 1-D Box and Discrete from 0.
+    ``(onehot_columns[k], onehot_values[k])`` pair (``row[column] == value``). The logits
+    split into action heads of ``head_sizes`` (one softmax each); a head's action is its
+    ``head_starts`` entry + the index. :meth:`plain` is a 1-D Box and one Discrete from 0.
     """
 
     obs_dim: int
     continuous_columns: tuple[int, ...]
     onehot_columns: tuple[int, ...] = ()
     onehot_values: tuple[float, ...] = ()
-    action_start: int = 0
+    head_sizes: tuple[int, ...] = ()
+    head_starts: tuple[int, ...] = ()
 
     @classmethod
-    def plain(cls, obs_dim: int) -> CPlan:
-        return cls(obs_dim, tuple(range(obs_dim)))
+    def plain(cls, obs_dim: int, n_actions: int) -> CPlan:
+        return cls(obs_dim, tuple(range(obs_dim)), head_sizes=(n_actions,), head_starts=(0,))
 
     @property
     def is_plain_obs(self) -> bool:
@@ -129,9 +131,10 @@ def c_sources(
 ) -> CSources:
     """The header and source of the policy (run :func:`check_c_supported` first).
 
-    ``plan`` (default: a plain 1-D Box, Discrete from 0) says how observations are encoded.
+    ``plan`` (default: a plain 1-D Box, Discrete from 0) says how observations are encoded
+    and how the logits split into action heads.
     """
-    plan = plan or CPlan.plain(spec.obs_dim)
+    plan = plan or CPlan.plain(spec.obs_dim, spec.n_actions)
     layers = dense_layers(deployable)
     low = deployable.clip_low.detach().numpy().astype(np.float32)  # type: ignore[operator]
     high = deployable.clip_high.detach().numpy().astype(np.float32)  # type: ignore[operator]
@@ -191,7 +194,11 @@ def _source_body(
         )
         parts.append(_array(f"w{i}", layer.weight_t))
         parts.append(_array(f"b{i}", layer.bias))
-    return "\n".join(parts) + "\n" + DENSE + _logits_function(layers, plan) + PUBLIC_FUNCTIONS
+    parts.append("/* Action heads: their sizes and the env's start of each. */\n")
+    parts.append(_int_array("head_sizes", plan.head_sizes))
+    parts.append(_int_array("head_starts", plan.head_starts))
+    public = PUBLIC_FUNCTIONS + (SINGLE_HEAD_FUNCTIONS if len(plan.head_sizes) == 1 else "")
+    return "\n".join(parts) + "\n" + DENSE + _logits_function(layers, plan) + public
 
 
 def _encoder_lines(plan: CPlan) -> list[str]:
@@ -294,7 +301,21 @@ def _header(spec: PolicySpec, layers: list[DenseLayer], model_hash: int, plan: C
         metadata=c_string(_metadata_json(spec)),
         n_features=plan.n_features,
         n_continuous=len(plan.continuous_columns),
-        action_start=plan.action_start,
+        n_heads=len(plan.head_sizes),
+        head_sizes=", ".join(map(str, plan.head_sizes)),
+        head_starts=", ".join(map(str, plan.head_starts)),
+        single_head_macro=(
+            "/* With one head: the action is PGDEPLOY_ACTION_START + the index. */\n"
+            f"#define PGDEPLOY_ACTION_START {plan.head_starts[0]}\n"
+            if len(plan.head_sizes) == 1
+            else ""
+        ),
+        single_head_decls=(
+            "int pgdeploy_greedy(const float *obs);\n"
+            "int pgdeploy_sample(const float *obs, float uniform);\n"
+            if len(plan.head_sizes) == 1
+            else ""
+        ),
         encoding=_encoding_comment(plan),
         clip_decls=(
             "extern const float pgdeploy_clip_low[PGDEPLOY_N_CONTINUOUS];\n"

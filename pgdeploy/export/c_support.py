@@ -49,7 +49,7 @@ def check_c_supported(spec: PolicySpec, deployable: DeployablePolicy) -> CPlan:
             "Linear and ReLU layers; export it with the ONNX target instead "
             "(pgdeploy export MODEL.pt)"
         )
-    return CPlan.plain(spec.obs_dim)
+    return CPlan.plain(spec.obs_dim, spec.n_actions)
 
 
 def _spec_problems(spec: PolicySpec) -> list[str]:

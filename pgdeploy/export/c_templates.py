@@ -17,12 +17,18 @@ HEADER = """\
  * In C, for one observation:
  *   pgdeploy_probs(obs, probs)   obs: PGDEPLOY_OBS_DIM floats, the raw observation;
  *                                probs: PGDEPLOY_N_ACTIONS floats written (softmax).
- *   pgdeploy_greedy(obs)         argmax of probs, the first on ties (+ ACTION_START).
- *   pgdeploy_sample(obs, u)      u a uniform float in [0, 1): the number of
- *                                k < PGDEPLOY_N_ACTIONS - 1 with cumsum(probs)[k] <= u,
- *                                summed in float in order (+ ACTION_START). The same u
- *                                gives the same action as the Python agent (numpy's
- *                                random(dtype=float32) stream).
+ *                                One softmax per action head, heads concatenated.
+ *   pgdeploy_greedy_heads(obs, actions)
+ *                                per head: start + argmax of its probs, the first on ties;
+ *                                actions: PGDEPLOY_N_HEADS ints written.
+ *   pgdeploy_sample_heads(obs, uniforms, actions)
+ *                                per head h: start + the number of k < size - 1 with
+ *                                cumsum(probs of h)[k] <= uniforms[h], summed in float in
+ *                                order; uniforms: PGDEPLOY_N_HEADS floats in [0, 1). The
+ *                                same uniforms give the same actions as the Python agent
+ *                                (numpy's random(dtype=float32) stream, heads in order).
+ *   pgdeploy_greedy(obs), pgdeploy_sample(obs, u)
+ *                                with one head (Discrete), the same returning the action.
  *   pgdeploy_obs_finite(obs)     1 if every value is finite, else 0. Call it first: the
  *                                Python runtime rejects NaN/inf, these functions do not.
  *   Continuous columns are clipped to pgdeploy_clip_low/high (the space folded with the
@@ -48,9 +54,12 @@ extern "C" {{
 #define PGDEPLOY_ENV_ID {env_lit}
 #define PGDEPLOY_OBS_DIM {obs_dim}
 #define PGDEPLOY_N_ACTIONS {n_actions}
-/* Actions are PGDEPLOY_ACTION_START + index (the env's Discrete start). */
-#define PGDEPLOY_ACTION_START {action_start}
-/* Inputs of the MLP, and how many observation columns are clipped (the rest one-hot). */
+/* Action heads (1: Discrete; more: MultiDiscrete), their sizes (summing to
+   PGDEPLOY_N_ACTIONS) and starts: an action is its head's start + the index. */
+#define PGDEPLOY_N_HEADS {n_heads}
+#define PGDEPLOY_HEAD_SIZES {{{head_sizes}}}
+#define PGDEPLOY_HEAD_STARTS {{{head_starts}}}
+{single_head_macro}/* Inputs of the MLP; observation columns clipped (the others are one-hot). */
 #define PGDEPLOY_N_FEATURES {n_features}
 #define PGDEPLOY_N_CONTINUOUS {n_continuous}
 /* Widest hidden layer (the size of the two stack buffers). */
@@ -68,9 +77,9 @@ extern const char pgdeploy_metadata[];
 {clip_decls}
 int pgdeploy_obs_finite(const float *obs);
 void pgdeploy_probs(const float *obs, float *probs);
-int pgdeploy_greedy(const float *obs);
-int pgdeploy_sample(const float *obs, float uniform);
-
+void pgdeploy_greedy_heads(const float *obs, int *actions);
+void pgdeploy_sample_heads(const float *obs, const float *uniforms, int *actions);
+{single_head_decls}
 #ifdef __cplusplus
 }}
 #endif
@@ -115,47 +124,92 @@ int pgdeploy_obs_finite(const float *obs)
     return 1;
 }
 
-void pgdeploy_probs(const float *obs, float *probs)
+/* probs[0..n) = softmax(logits[0..n)): max subtracted, expf, float sum, divided. */
+static void softmax(const float *logits, int n, float *probs)
 {
-    float logits[PGDEPLOY_N_ACTIONS];
-    float max, sum;
+    float max = logits[0], sum = 0.0f;
     int k;
-    logits_of(obs, logits);
-    max = logits[0];
-    for (k = 1; k < PGDEPLOY_N_ACTIONS; ++k) {
+    for (k = 1; k < n; ++k) {
         max = logits[k] > max ? logits[k] : max;
     }
-    sum = 0.0f;
-    for (k = 0; k < PGDEPLOY_N_ACTIONS; ++k) {
+    for (k = 0; k < n; ++k) {
         probs[k] = expf(logits[k] - max);
         sum += probs[k];
     }
-    for (k = 0; k < PGDEPLOY_N_ACTIONS; ++k) {
+    for (k = 0; k < n; ++k) {
         probs[k] = probs[k] / sum;
     }
 }
 
-int pgdeploy_greedy(const float *obs)
+/* The index of the largest of probs[0..n), the first on ties. */
+static int argmax(const float *probs, int n)
 {
-    float probs[PGDEPLOY_N_ACTIONS];
     int k, best = 0;
-    pgdeploy_probs(obs, probs);
-    for (k = 1; k < PGDEPLOY_N_ACTIONS; ++k) {
+    for (k = 1; k < n; ++k) {
         best = probs[k] > probs[best] ? k : best;
     }
-    return PGDEPLOY_ACTION_START + best;
+    return best;
+}
+
+/* How many of the first n - 1 cumulative sums (float, in order) are <= u. */
+static int inverse_cdf(const float *probs, int n, float u)
+{
+    float cdf = 0.0f;
+    int k, action = 0;
+    for (k = 0; k < n - 1; ++k) {
+        cdf += probs[k];
+        action += cdf <= u;
+    }
+    return action;
+}
+
+void pgdeploy_probs(const float *obs, float *probs)
+{
+    float logits[PGDEPLOY_N_ACTIONS];
+    int h, offset = 0;
+    logits_of(obs, logits);
+    for (h = 0; h < PGDEPLOY_N_HEADS; ++h) {
+        softmax(logits + offset, head_sizes[h], probs + offset);
+        offset += head_sizes[h];
+    }
+}
+
+void pgdeploy_greedy_heads(const float *obs, int *actions)
+{
+    float probs[PGDEPLOY_N_ACTIONS];
+    int h, offset = 0;
+    pgdeploy_probs(obs, probs);
+    for (h = 0; h < PGDEPLOY_N_HEADS; ++h) {
+        actions[h] = head_starts[h] + argmax(probs + offset, head_sizes[h]);
+        offset += head_sizes[h];
+    }
+}
+
+void pgdeploy_sample_heads(const float *obs, const float *uniforms, int *actions)
+{
+    float probs[PGDEPLOY_N_ACTIONS];
+    int h, offset = 0;
+    pgdeploy_probs(obs, probs);
+    for (h = 0; h < PGDEPLOY_N_HEADS; ++h) {
+        actions[h] = head_starts[h] + inverse_cdf(probs + offset, head_sizes[h], uniforms[h]);
+        offset += head_sizes[h];
+    }
+}
+"""
+
+#: Appended for a single action head: the int-returning forms.
+SINGLE_HEAD_FUNCTIONS = """
+int pgdeploy_greedy(const float *obs)
+{
+    int action;
+    pgdeploy_greedy_heads(obs, &action);
+    return action;
 }
 
 int pgdeploy_sample(const float *obs, float uniform)
 {
-    float probs[PGDEPLOY_N_ACTIONS];
-    float cdf = 0.0f;
-    int k, action = 0;
-    pgdeploy_probs(obs, probs);
-    for (k = 0; k < PGDEPLOY_N_ACTIONS - 1; ++k) {
-        cdf += probs[k];
-        action += cdf <= uniform;
-    }
-    return PGDEPLOY_ACTION_START + action;
+    int action;
+    pgdeploy_sample_heads(obs, &uniform, &action);
+    return action;
 }
 """
