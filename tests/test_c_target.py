@@ -299,7 +299,7 @@ def test_encoded_observations_and_action_heads_match_a_torch_reference(
     with torch.no_grad():
         logits = module.net(torch.cat([clipped, onehot], dim=1))
     offset = 0
-    for h, (size, start) in enumerate(zip(head_sizes, head_starts)):
+    for h, (size, start) in enumerate(zip(head_sizes, head_starts, strict=True)):
         ref = torch.softmax(logits[:, offset : offset + size], dim=-1).numpy()
         assert float(np.abs(probs[:, offset : offset + size] - ref).max()) <= 1e-6
         top2 = np.sort(ref, axis=1)[:, -2:]
