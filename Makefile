@@ -1,6 +1,7 @@
 # Two entry points that work from nothing but Python 3 and pip:
 #   make demo   train CartPole-v1, export it, play it with the runtime agent
 #   make test   lint, type-check and run the fast test suite
+#   make c-example  export the shipped CartPole model to C and play it from a C program
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ DEMO_DIR ?= runs/demo
 # Where tests/test_docs.py finds onnxruntime-node for the JavaScript snippet.
 PGDEPLOY_NODE_CACHE ?= $(HOME)/.cache/pgdeploy/node
 
-.PHONY: install demo test test-slow lint docs docs-js bench-train bench-runtime fuzz model clean
+.PHONY: install demo test test-slow lint docs docs-js bench-train bench-runtime bench-c fuzz model clean c-example
 
 install: $(VENV)/.installed
 
@@ -50,6 +51,20 @@ bench-train: install
 
 bench-runtime: install
 	$(PY) benchmarks/runtime_speed.py
+
+# The shipped policy as C99 (policy.c/policy.h, verified at export), embedded in a C
+# program with its own CartPole physics (examples/c_cartpole/cartpole.c): plays 100 episodes.
+C_EXAMPLE_DIR ?= runs/c_cartpole
+CC ?= cc
+C_EXAMPLE_FLAGS := -std=c99 -Wall -Wextra -Werror -pedantic -O2 -ffp-contract=off
+c-example: install
+	$(PGDEPLOY) export models/CartPole-v1/model.pt --target c --out-dir $(C_EXAMPLE_DIR)
+	$(CC) $(C_EXAMPLE_FLAGS) -I$(C_EXAMPLE_DIR) examples/c_cartpole/cartpole.c \
+		$(C_EXAMPLE_DIR)/policy.c -lm -o $(C_EXAMPLE_DIR)/cartpole
+	$(C_EXAMPLE_DIR)/cartpole 100 0
+
+bench-c: install
+	$(PY) benchmarks/c_latency.py models/CartPole-v1/model.pt
 
 # Regenerate the shipped model (models/CartPole-v1).
 model: install

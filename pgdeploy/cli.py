@@ -200,8 +200,30 @@ def _given(ctx: click.Context, name: str) -> bool:
     show_default=True,
     help="Absolute floor added to the per-observation float32 bound on probability differences.",
 )
-def export(checkpoint: Path, out_dir: Path | None, atol: float) -> None:
-    """Export CHECKPOINT (model.pt) to model.onnx and model.torchscript.pt, verified first."""
+@click.option(
+    "--target",
+    type=click.Choice(["onnx", "c"]),
+    default="onnx",
+    show_default=True,
+    help="onnx: model.onnx and model.torchscript.pt; c: policy.c and policy.h "
+    "(dependency-free C99, compiled with cc and verified; see docs/c-target.md).",
+)
+def export(checkpoint: Path, out_dir: Path | None, atol: float, target: str) -> None:
+    """Export CHECKPOINT (model.pt) to model.onnx + model.torchscript.pt (or C), verified first."""
+    if target == "c":
+        from pgdeploy.export import export_c
+
+        c_report = export_c(checkpoint, out_dir, atol=atol)
+        c_check = c_report.check
+        assert c_check is not None  # export_c verifies unless told not to
+        click.echo(
+            f"c: {c_report.header} and {c_report.source} compiled with {c_report.compiler} and "
+            f"verified on {c_check.n_observations} observations ({c_report.n_random} random, "
+            f"{c_report.n_on_policy} on-policy): max |dp| = {c_check.max_abs_diff:.2e} <= "
+            f"{c_report.atol:g}, action mismatches: {c_check.greedy_mismatches} greedy, "
+            f"{c_check.sampled_mismatches} sampled"
+        )
+        return
     from pgdeploy.export import export_checkpoint
 
     report = export_checkpoint(checkpoint, out_dir=out_dir, atol=atol)

@@ -44,5 +44,13 @@ class RolloutWorkerError(PgdeployError):
     not restarted or replaced within ``worker_timeout`` seconds."""
 
 
+class UnsupportedExportError(PgdeployError, ValueError):
+    """An export target cannot represent this policy (e.g. the C target and an obs encoding)."""
+
+
+class CompilerError(PgdeployError):
+    """No C compiler was found to verify generated C, or the generated C did not compile."""
+
+
 class MissingDependencyError(PgdeployError, ImportError):
     """An optional dependency is needed for this feature; the message names the extra."""

@@ -1,4 +1,4 @@
-"""Export: a checkpoint to verified ONNX and TorchScript files (the ``train`` extra).
+"""Export: a checkpoint to verified ONNX, TorchScript and C files (the ``train`` extra).
 
 ``pgdeploy.export.inspect`` also reads ONNX files on a runtime-only install, so this
 package imports nothing heavy until one of its names is used.
@@ -7,10 +7,18 @@ package imports nothing heavy until one of its names is used.
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pgdeploy.export.c_target import CExportReport, export_c
     from pgdeploy.export.exporter import DEFAULT_ATOL, ExportReport, export_checkpoint
     from pgdeploy.export.formats import OPSET
 
-__all__ = ["DEFAULT_ATOL", "OPSET", "ExportReport", "export_checkpoint"]
+__all__ = [
+    "DEFAULT_ATOL",
+    "OPSET",
+    "CExportReport",
+    "ExportReport",
+    "export_c",
+    "export_checkpoint",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,6 +26,10 @@ def __getattr__(name: str) -> Any:
         from pgdeploy.export import exporter
 
         return getattr(exporter, name)
+    if name in ("CExportReport", "export_c"):
+        from pgdeploy.export import c_target
+
+        return getattr(c_target, name)
     if name == "OPSET":
         from pgdeploy.export.formats import OPSET
 

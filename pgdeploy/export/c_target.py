@@ -1,0 +1,148 @@
+"""Export a checkpoint to dependency-free C99 (``policy.c`` + ``policy.h``), verified first.
+
+The pair is generated into a staging folder inside the destination, compiled with the
+harness (:mod:`pgdeploy.export.c_compile`), run on the same random and on-policy
+observations and uniforms as the ONNX and TorchScript verification, and compared with
+the PyTorch policy by :func:`pgdeploy.export.verify.compare`. Only then are both files
+renamed into place (each rename atomic, the header first); a pair that fails is deleted
+with its staging folder, so nothing is left under the final names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pgdeploy._io import _fsync_dir, atomic_write_text
+from pgdeploy.errors import ExportVerificationError
+from pgdeploy.export.c_compile import CHarness, find_compiler
+from pgdeploy.export.c_source import c_sources
+from pgdeploy.export.c_support import check_c_supported
+from pgdeploy.export.exporter import DEFAULT_ATOL
+from pgdeploy.export.reference import TorchAgent
+from pgdeploy.export.verify import FormatCheck, compare, verification_observations
+from pgdeploy.training.checkpoint import load_checkpoint
+from pgdeploy.training.policy import DeployablePolicy, SoftmaxPolicy
+
+HEADER_NAME = "policy.h"
+SOURCE_NAME = "policy.c"
+
+
+@dataclass(frozen=True)
+class CExportReport:
+    """Where the pair went and how it compared (``check`` is None when not verified)."""
+
+    header: Path
+    source: Path
+    check: FormatCheck | None
+    compiler: str | None
+    atol: float
+    n_random: int
+    n_on_policy: int
+
+
+def export_c(
+    checkpoint_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    verify: bool = True,
+    compiler: str | None = None,
+    atol: float = DEFAULT_ATOL,
+    n_random: int = 4096,
+    n_on_policy: int = 4096,
+    seed: int = 0,
+) -> CExportReport:
+    """Write ``policy.h`` and ``policy.c`` beside the checkpoint (or in ``out_dir``).
+
+    ``verify=False`` skips compiling and comparing (for machines with no C compiler);
+    the code is the same, only unproven. Raises :class:`UnsupportedExportError` for a
+    policy C cannot represent, :class:`CompilerError` when verification needs a compiler
+    and none is found, :class:`ExportVerificationError` when the C disagrees with PyTorch.
+    """
+    checkpoint = load_checkpoint(checkpoint_path)
+    policy = checkpoint.build_policy()
+    deployable = DeployablePolicy(policy).eval()
+    plan = check_c_supported(checkpoint.spec, deployable)
+    sources = c_sources(deployable, checkpoint.spec, plan)
+    cc = find_compiler(compiler) if verify else None
+    folder = Path(out_dir) if out_dir is not None else Path(checkpoint_path).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=".pgdeploy-c-"))
+    try:
+        atomic_write_text(staging / HEADER_NAME, sources.header)
+        atomic_write_text(staging / SOURCE_NAME, sources.source)
+        check = None
+        if cc is not None:
+            with _one_torch_thread():
+                check = _verify(
+                    cc,
+                    staging,
+                    policy,
+                    folder,
+                    atol=atol,
+                    n_random=n_random,
+                    n_on_policy=n_on_policy,
+                    seed=seed,
+                )
+        for name in (HEADER_NAME, SOURCE_NAME):
+            os.replace(staging / name, folder / name)
+        _fsync_dir(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return CExportReport(
+        header=folder / HEADER_NAME,
+        source=folder / SOURCE_NAME,
+        check=check,
+        compiler=cc,
+        atol=atol,
+        n_random=n_random,
+        n_on_policy=n_on_policy,
+    )
+
+
+def _verify(
+    cc: str,
+    staging: Path,
+    policy: SoftmaxPolicy,
+    folder: Path,
+    *,
+    atol: float,
+    n_random: int,
+    n_on_policy: int,
+    seed: int,
+) -> FormatCheck:
+    """Compile the staged pair with the harness and compare it with the PyTorch policy."""
+    spec = policy.spec
+    obs = verification_observations(policy, n_random=n_random, n_on_policy=n_on_policy, seed=seed)
+    uniforms = np.random.default_rng(seed).random(len(obs), dtype=np.float32)
+    reference = TorchAgent.from_policy(policy).run_graph(obs, uniforms)
+    harness = CHarness.build(cc, staging, spec.obs_dim, spec.n_actions)
+    check = compare("c", folder / SOURCE_NAME, harness, spec, obs, uniforms, reference)
+    if check.max_abs_diff > atol or not check.passed_actions:
+        raise ExportVerificationError(
+            f"c export differs from the PyTorch policy: max |dp| = {check.max_abs_diff:.3g} "
+            f"(tolerance {atol:.3g}), {check.greedy_mismatches} greedy and "
+            f"{check.sampled_mismatches} sampled action mismatches over {len(obs)} "
+            "observations; nothing was written"
+        )
+    return check
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Verification runs thousands of one-row forward passes: on a busy 2-core machine
+    torch's thread pool made each ~10 ms (waking workers) against ~10 us on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

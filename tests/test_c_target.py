@@ -1,0 +1,335 @@
+"""The C target: generated C compiles cleanly and computes the PyTorch policy, or is refused."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from pgdeploy.cli import main
+from pgdeploy.errors import CompilerError, ExportVerificationError, UnsupportedExportError
+from pgdeploy.export import export_c
+from pgdeploy.export.c_compile import STRICT_FLAGS, CHarness, compile_c, find_compiler
+from pgdeploy.export.c_source import CPlan, c_float, c_sources, c_string
+from pgdeploy.export.c_support import check_c_supported
+from pgdeploy.runtime.sampling import inverse_cdf
+from pgdeploy.spec import PolicySpec
+from pgdeploy.training.checkpoint import load_checkpoint
+from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.policy import DeployablePolicy, build_mlp
+
+CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+needs_cc = pytest.mark.skipif(CC is None, reason="no C compiler (cc, gcc or clang) on PATH")
+N_VERIFY = 2048  # random + on-policy observations each: 4096 compared per export
+
+
+@pytest.fixture(scope="module")
+def normalised_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second model kind: obs normalisation folded into the first of three Linear layers."""
+    from pgdeploy.training.train import train
+
+    folder = tmp_path_factory.mktemp("normalised")
+    config = TrainConfig(seed=1, total_timesteps=3_000, normalize_obs=True, hidden_sizes=(16, 8))
+    train(config, out_dir=folder)
+    return folder / "model.pt"
+
+
+def _export(checkpoint: Path, out: Path, **kwargs: Any) -> Any:
+    return export_c(checkpoint, out, n_random=N_VERIFY, n_on_policy=N_VERIFY, **kwargs)
+
+
+@needs_cc
+def test_c_export_matches_pytorch_on_thousands_of_observations(
+    exported_model: Path, tmp_path: Path
+) -> None:
+    report = _export(exported_model / "model.pt", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.c", "policy.h"]
+    check = report.check
+    assert check.n_observations == 2 * N_VERIFY
+    assert check.max_abs_diff <= report.atol
+    assert (check.greedy_mismatches, check.sampled_mismatches) == (0, 0)
+
+
+@needs_cc
+def test_c_export_folds_normalisation_and_deeper_networks(
+    normalised_model: Path, tmp_path: Path
+) -> None:
+    report = _export(normalised_model, tmp_path)
+    assert report.check.max_abs_diff <= report.atol and report.check.passed_actions
+    source = (tmp_path / "policy.c").read_text()
+    assert "static const float w2[16]" in source  # 4 -> 16 -> 8 -> 2
+
+
+@needs_cc
+@pytest.mark.parametrize("opt", ["-O0", "-O2"])
+def test_generated_c_is_warning_free_c99_with_no_library_but_math(
+    exported_model: Path, tmp_path: Path, opt: str
+) -> None:
+    _export(exported_model / "model.pt", tmp_path, verify=False)
+    assert CC is not None
+    compile_c(CC, [tmp_path / "policy.c"], tmp_path / "policy.o", flags=(*STRICT_FLAGS, opt, "-c"))
+    source = (tmp_path / "policy.c").read_text()
+    includes = [line for line in source.splitlines() if line.startswith("#include")]
+    assert includes == ['#include "policy.h"', "#include <math.h>"]
+    for banned in ("malloc", "printf", "static float", "double"):
+        assert banned not in source
+    symbols = subprocess.run(
+        ["nm", "-u", str(tmp_path / "policy.o")], capture_output=True, text=True, check=False
+    ).stdout.split()
+    if symbols:  # nm may be missing; when present, only expf may be imported
+        assert [s for s in symbols if s not in ("U",)] == ["expf"]
+
+
+@needs_cc
+def test_header_carries_the_models_metadata(exported_model: Path, tmp_path: Path) -> None:
+    _export(exported_model / "model.pt", tmp_path, verify=False)
+    program = tmp_path / "meta.c"
+    program.write_text(
+        '#include <stdio.h>\n#include "policy.h"\n'
+        "static const float low[PGDEPLOY_OBS_DIM] = PGDEPLOY_OBS_LOW;\n"
+        "int main(void) {\n"
+        '    printf("%s\\n%s %d %d %s %.9g\\n", pgdeploy_metadata, PGDEPLOY_ENV_ID,\n'
+        "           PGDEPLOY_OBS_DIM, PGDEPLOY_N_ACTIONS, PGDEPLOY_VERSION, (double)low[0]);\n"
+        "    return 0;\n}\n"
+    )
+    assert CC is not None
+    exe = compile_c(CC, [tmp_path / "policy.c", program], tmp_path / "meta")
+    lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    metadata, macros = lines.splitlines()
+    spec = load_checkpoint(exported_model / "model.pt").spec
+    assert json.loads(metadata)["spec"]["env_id"] == spec.env_id
+    assert macros.split() == [
+        "CartPole-v1",
+        "4",
+        "2",
+        json.loads(metadata)["pgdeploy_version"],
+        f"{np.float32(spec.obs_low[0]):.9g}",
+    ]
+
+
+@needs_cc
+def test_source_refuses_a_header_from_another_export(exported_model: Path, tmp_path: Path) -> None:
+    _export(exported_model / "model.pt", tmp_path, verify=False)
+    header = tmp_path / "policy.h"
+    header.write_text(
+        header.read_text().replace(
+            "#define PGDEPLOY_MODEL_HASH 0x", "#define PGDEPLOY_MODEL_HASH 0x1"
+        )
+    )
+    assert CC is not None
+    with pytest.raises(CompilerError, match="come from different exports"):
+        compile_c(CC, [tmp_path / "policy.c"], tmp_path / "x.o", flags=(*STRICT_FLAGS, "-c"))
+
+
+@needs_cc
+def test_a_wrong_weight_fails_verification_and_writes_nothing(
+    exported_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pgdeploy.export import c_target
+
+    def off_by_1e3(deployable: DeployablePolicy, spec: PolicySpec, plan: CPlan) -> Any:
+        with torch.no_grad():
+            deployable.net[-1].weight[0, 0] += 1e-3
+        return c_sources(deployable, spec, plan)
+
+    monkeypatch.setattr(c_target, "c_sources", off_by_1e3)
+    with pytest.raises(ExportVerificationError, match=r"c export differs .*nothing was written"):
+        _export(exported_model / "model.pt", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_compiler_is_a_clear_error_and_writes_nothing(
+    exported_model: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(CompilerError, match=r"no C compiler found \(tried no-such-cc\).*verify"):
+        export_c(exported_model / "model.pt", tmp_path, compiler="no-such-cc")
+    assert list(tmp_path.iterdir()) == []
+    report = export_c(exported_model / "model.pt", tmp_path, compiler="no-such-cc", verify=False)
+    assert report.check is None and report.compiler is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.c", "policy.h"]
+    first = report.source.read_bytes()
+    export_c(exported_model / "model.pt", tmp_path, verify=False)  # same bytes every time
+    assert report.source.read_bytes() == first
+
+
+def test_compiler_from_cc_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CC", "no-such-cc-from-env")
+    with pytest.raises(CompilerError, match="tried no-such-cc-from-env"):
+        find_compiler()
+
+
+def test_unsupported_layers_are_refused_by_name(exported_model: Path) -> None:
+    policy = load_checkpoint(exported_model / "model.pt").build_policy()
+    deployable = DeployablePolicy(policy)
+    check_c_supported(policy.spec, deployable)  # the supported kind passes
+    deployable.net[1] = nn.Tanh()
+    with pytest.raises(UnsupportedExportError, match=r"layer 1 is Tanh .*ONNX target instead"):
+        check_c_supported(policy.spec, deployable)
+
+
+@pytest.mark.parametrize(
+    "fields, refused",
+    [
+        ({"obs_encoding": "one_hot"}, "'obs_encoding' = 'one_hot'"),
+        ({"observation_space": {"type": "discrete", "n": 4}}, "'observation_space' = "),
+        ({"action_space": {"type": "discrete", "nvec": [2], "start": [1]}}, "'action_space' = "),
+        ({"observation_space": {"type": "box", "shape": [4]}}, None),
+        ({"action_space": {"type": "discrete", "nvec": [2], "start": [0]}, "future": None}, None),
+    ],
+)
+def test_spec_fields_c_does_not_implement_are_refused_by_name(
+    exported_model: Path, fields: dict[str, Any], refused: str | None
+) -> None:
+    policy = load_checkpoint(exported_model / "model.pt").build_policy()
+
+    class FutureSpec(PolicySpec):
+        """A spec from a pgdeploy that describes more than this generator knows."""
+
+        def to_dict(self) -> dict[str, Any]:
+            return {**super().to_dict(), **fields}
+
+    names = ("env_id", "obs_dim", "n_actions", "obs_low", "obs_high")
+    future = FutureSpec(**{k: getattr(policy.spec, k) for k in names})
+    if refused is None:
+        check_c_supported(future, DeployablePolicy(policy))  # the plain forms are supported
+        return
+    with pytest.raises(
+        UnsupportedExportError, match=f"{re.escape(refused)}.* not implemented in C"
+    ):
+        check_c_supported(future, DeployablePolicy(policy))
+
+
+@pytest.mark.parametrize(
+    "value, literal",
+    [
+        (0.0, "0.0f"),
+        (-0.0, "-0.0f"),
+        (1.0, "1.0f"),
+        (0.1, "0.100000001f"),
+        (3.4028234663852886e38, "3.40282347e+38f"),
+        (1e-45, "1.40129846e-45f"),
+    ],
+)
+def test_float_literals_are_exact(value: float, literal: str) -> None:
+    assert c_float(value) == literal
+    assert np.float32(float(literal[:-1])) == np.float32(value)
+
+
+def test_non_finite_weights_are_refused() -> None:
+    with pytest.raises(UnsupportedExportError, match="non-finite value"):
+        c_float(float("nan"))
+
+
+@needs_cc
+def test_c_strings_survive_any_env_id(tmp_path: Path) -> None:
+    text = 'my.mod:Weird "Env"\\?? */ é\n-v0'
+    (tmp_path / "s.c").write_text(
+        "#include <stdio.h>\nint main(void) { fputs(" + c_string(text) + ", stdout); return 0; }\n"
+    )
+    assert CC is not None
+    exe = compile_c(CC, [tmp_path / "s.c"], tmp_path / "s")
+    assert subprocess.run([str(exe)], capture_output=True, check=True).stdout.decode() == text
+
+
+@needs_cc
+def test_cli_export_target_c(exported_model: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["export", str(exported_model / "model.pt"), "--target", "c", "--out-dir", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"c: {tmp_path / 'policy.h'} and {tmp_path / 'policy.c'} ")
+    assert "verified on 8192 observations (4096 random, 4096 on-policy)" in result.output
+    assert "action mismatches: 0 greedy, 0 sampled" in result.output
+
+
+@needs_cc
+@pytest.mark.parametrize(
+    "head_sizes, head_starts",
+    [((3,), (2,)), ((2, 3), (1, -1))],  # Discrete(3, start=2); MultiDiscrete([2, 3], [1, -1])
+)
+def test_encoded_observations_and_action_heads_match_a_torch_reference(
+    tmp_path: Path, head_sizes: tuple[int, ...], head_starts: tuple[int, ...]
+) -> None:
+    """The generator's general form: clipped columns picked out of the row, one-hot
+    (column, value) features after them, one softmax per action head, starts added."""
+    plan = CPlan(
+        obs_dim=5,
+        continuous_columns=(0, 2, 3),
+        onehot_columns=(1, 1, 1, 4, 4),
+        onehot_values=(0.0, 1.0, 2.0, 3.0, 4.0),  # Discrete(3) and Discrete(2, start=3)
+        head_sizes=head_sizes,
+        head_starts=head_starts,
+    )
+    n_actions, heads = sum(head_sizes), len(head_sizes)
+    torch.manual_seed(0)
+    module = nn.Module()
+    module.net = build_mlp(plan.n_features, (16,), n_actions)
+    module.register_buffer("clip_low", torch.tensor([-1.0, -2.0, -0.5]))
+    module.register_buffer("clip_high", torch.tensor([1.0, 0.5, 3.0]))
+    spec = PolicySpec("Encoded-v0", 5, n_actions, obs_low=(-np.inf,) * 5, obs_high=(np.inf,) * 5)
+    sources = c_sources(module, spec, plan)  # type: ignore[arg-type]
+    (tmp_path / "policy.h").write_text(sources.header)
+    (tmp_path / "policy.c").write_text(sources.source)
+    assert CC is not None
+    harness = CHarness.build(CC, tmp_path, obs_dim=5, n_actions=n_actions, n_heads=heads)
+
+    rng = np.random.default_rng(3)
+    obs = rng.normal(0, 2, size=(2000, 5)).astype(np.float32)
+    obs[:, 1] = rng.integers(-1, 4, size=2000)  # -1 and 3: outside Discrete(3), all zeros
+    obs[:, 4] = rng.integers(2, 6, size=2000)
+    uniforms = rng.random((2000, heads), dtype=np.float32)
+    probs, greedy, sampled = (
+        t.numpy().reshape(2000, -1)
+        for t in harness(torch.from_numpy(obs), torch.from_numpy(uniforms))
+    )
+
+    x = torch.from_numpy(obs)
+    clipped = torch.minimum(torch.maximum(x[:, [0, 2, 3]], module.clip_low), module.clip_high)
+    onehot = (x[:, [1, 1, 1, 4, 4]] == torch.tensor(plan.onehot_values)).float()
+    with torch.no_grad():
+        logits = module.net(torch.cat([clipped, onehot], dim=1))
+    offset = 0
+    for h, (size, start) in enumerate(zip(head_sizes, head_starts, strict=True)):
+        ref = torch.softmax(logits[:, offset : offset + size], dim=-1).numpy()
+        assert float(np.abs(probs[:, offset : offset + size] - ref).max()) <= 1e-6
+        top2 = np.sort(ref, axis=1)[:, -2:]
+        clear = top2[:, 1] - top2[:, 0] > 1e-5
+        np.testing.assert_array_equal(greedy[clear, h], ref.argmax(axis=1)[clear] + start)
+        u = uniforms[:, h]
+        clear = (np.abs(np.cumsum(ref[:, :-1], axis=1) - u[:, None]) > 1e-5).all(axis=1)
+        np.testing.assert_array_equal(sampled[clear, h], inverse_cdf(ref, u)[clear] + start)
+        assert clear.mean() > 0.95
+        assert set(np.unique(sampled[:, h])) == set(range(start, start + size))
+        offset += size
+
+
+@needs_cc
+@pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler (c++) on PATH")
+def test_header_works_from_cpp(exported_model: Path, tmp_path: Path) -> None:
+    _export(exported_model / "model.pt", tmp_path, verify=False)
+    assert CC is not None
+    compile_c(CC, [tmp_path / "policy.c"], tmp_path / "policy.o", flags=(*STRICT_FLAGS, "-c"))
+    (tmp_path / "main.cpp").write_text(
+        '#include "policy.h"\n#include <cstdio>\n'
+        "int main() {\n    const float obs[PGDEPLOY_OBS_DIM] = {0.0f};\n"
+        '    std::printf("%d\\n", pgdeploy_sample(obs, 0.5f));\n    return 0;\n}\n'
+    )
+    cpp_flags = ("-std=c++11", "-Wall", "-Wextra", "-Werror", "-pedantic")
+    exe = compile_c(
+        "c++", [tmp_path / "main.cpp", tmp_path / "policy.o"], tmp_path / "m", flags=cpp_flags
+    )
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    policy = load_checkpoint(exported_model / "model.pt").build_policy()
+    with torch.no_grad():
+        probs = policy.probs(torch.zeros(1, 4)).numpy()
+    assert int(out) == int(inverse_cdf(probs, [0.5])[0])
