@@ -71,7 +71,7 @@ class ObsLayout:
         for leaf in self.leaves:
             columns = range(leaf.offset, leaf.offset + leaf.size)
             if leaf.kind in CATEGORICAL:
-                for column, n, first in zip(columns, leaf.nvec, leaf.start):
+                for column, n, first in zip(columns, leaf.nvec, leaf.start, strict=True):
                     cat_index += [column] * n
                     cat_values += range(first, first + n)
             else:
@@ -101,7 +101,7 @@ class ObsLayout:
         bounds: dict[int, tuple[int, int]] = {}
         for leaf in self.leaves:
             if leaf.kind in CATEGORICAL:
-                for i, (n, first) in enumerate(zip(leaf.nvec, leaf.start)):
+                for i, (n, first) in enumerate(zip(leaf.nvec, leaf.start, strict=True)):
                     bounds[leaf.offset + i] = (first, first + n - 1)
         return bounds
 
@@ -194,7 +194,7 @@ class ObsLayout:
                 if isinstance(obs, (tuple, list)):
                     got += f" of length {len(obs)}"
                 raise ObservationError(f"{path} must be a tuple of {len(subs)} parts, got {got}")
-            for index, (sub, value) in enumerate(zip(subs, obs)):
+            for index, (sub, value) in enumerate(zip(subs, obs, strict=True)):
                 self._collect(sub, value, f"{path}[{index}]", parts, batched)
             return
         shape = () if kind == "discrete" else _shape(node["shape"])

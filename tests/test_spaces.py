@@ -111,7 +111,11 @@ def _leaves(obs: Any, space: gym.Space[Any]) -> list[Any]:
     if isinstance(space, gym.spaces.Dict):
         return [leaf for key, sub in space.spaces.items() for leaf in _leaves(obs[key], sub)]
     if isinstance(space, gym.spaces.Tuple):
-        return [leaf for part, sub in zip(obs, space.spaces) for leaf in _leaves(part, sub)]
+        return [
+            leaf
+            for part, sub in zip(obs, space.spaces, strict=False)
+            for leaf in _leaves(part, sub)
+        ]
     return [obs]
 
 

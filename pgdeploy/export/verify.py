@@ -124,7 +124,7 @@ def logit_error_bound(
                 magnitude = x @ weight.T + module.bias.double().abs()
                 error = error @ weight.T + gamma * magnitude
                 x = magnitude
-    return 2 * error.numpy()  # type: ignore[no-any-return]
+    return 2 * error.numpy()
 
 
 def probability_tolerance(

@@ -140,7 +140,7 @@ class ObsEncoder(nn.Module):
             x = (x - mean) / std
         if self.has_onehot:
             x = torch.cat([x, onehot], dim=1)
-        return x  # type: ignore[no-any-return]
+        return x
 
 
 def clip_bounds(spec: PolicySpec) -> tuple[torch.Tensor, torch.Tensor]:

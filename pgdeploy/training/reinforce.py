@@ -72,7 +72,7 @@ class ValueBaseline:
                 chunk = torch.from_numpy(order[begin : begin + VALUE_MINIBATCH])
                 loss = ((self.net(features[chunk]).squeeze(1) - target[chunk]) ** 2).mean()
                 self.optimizer.zero_grad()
-                loss.backward()  # type: ignore[no-untyped-call]
+                loss.backward()
                 self.optimizer.step()
         return float(loss.detach())
 
