@@ -28,7 +28,13 @@ from pgdeploy.export.c_source import c_sources
 from pgdeploy.export.c_support import check_c_supported
 from pgdeploy.export.exporter import DEFAULT_ATOL
 from pgdeploy.export.reference import TorchAgent
-from pgdeploy.export.verify import FormatCheck, compare, verification_observations
+from pgdeploy.export.verify import (
+    FormatCheck,
+    compare,
+    logit_error_bound,
+    probability_tolerance,
+    verification_observations,
+)
 from pgdeploy.training.checkpoint import load_checkpoint
 from pgdeploy.training.policy import DeployablePolicy, SoftmaxPolicy
 
@@ -122,16 +128,20 @@ def _verify(
     """Compile the staged pair with the harness and compare it with the PyTorch policy."""
     spec = policy.spec
     obs = verification_observations(policy, n_random=n_random, n_on_policy=n_on_policy, seed=seed)
-    uniforms = np.random.default_rng(seed).random(len(obs), dtype=np.float32)
+    heads = spec.action_layout.n_branches
+    uniforms = np.random.default_rng(seed).random(len(obs) * heads, dtype=np.float32)
     reference = TorchAgent.from_policy(policy).run_graph(obs, uniforms)
-    harness = CHarness.build(cc, staging, spec.obs_dim, spec.n_actions)
-    check = compare("c", folder / SOURCE_NAME, harness, spec, obs, uniforms, reference)
-    if check.max_abs_diff > atol or not check.passed_actions:
+    tolerance = probability_tolerance(
+        reference[0], logit_error_bound(policy, obs), policy.nvec, atol
+    )
+    harness = CHarness.build(cc, staging, spec.obs_dim, spec.n_actions, heads)
+    check = compare("c", folder / SOURCE_NAME, harness, spec, obs, uniforms, reference, tolerance)
+    if not check.passed:
         raise ExportVerificationError(
-            f"c export differs from the PyTorch policy: max |dp| = {check.max_abs_diff:.3g} "
-            f"(tolerance {atol:.3g}), {check.greedy_mismatches} greedy and "
-            f"{check.sampled_mismatches} sampled action mismatches over {len(obs)} "
-            "observations; nothing was written"
+            f"c export differs from the PyTorch policy: max |dp| = {check.max_abs_diff:.3g}, "
+            f"{check.max_tolerance_ratio:.3g}x the float32 tolerance (atol floor {atol:.3g}), "
+            f"{check.greedy_mismatches} greedy and {check.sampled_mismatches} sampled action "
+            f"mismatches over {len(obs)} observations; nothing was written"
         )
     return check
 
