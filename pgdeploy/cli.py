@@ -220,7 +220,8 @@ def export(checkpoint: Path, out_dir: Path | None, atol: float, target: str) -> 
             f"c: {c_report.header} and {c_report.source} compiled with {c_report.compiler} and "
             f"verified on {c_check.n_observations} observations ({c_report.n_random} random, "
             f"{c_report.n_on_policy} on-policy): max |dp| = {c_check.max_abs_diff:.2e} "
-            f"({c_check.max_tolerance_ratio:.2g}x its float32 tolerance), action mismatches: {c_check.greedy_mismatches} greedy, "
+            f"({c_check.max_tolerance_ratio:.2g}x its float32 tolerance), action mismatches: "
+            f"{c_check.greedy_mismatches} greedy, "
             f"{c_check.sampled_mismatches} sampled"
         )
         return
