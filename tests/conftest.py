@@ -1,7 +1,16 @@
-"""Shared fixtures: briefly trained, exported CartPole policies for the whole session."""
+"""Shared fixtures: briefly trained, exported CartPole policies for the whole session.
+
+Under ``pytest -n N`` every worker process would build each session fixture itself; the
+models are instead built once per run, by whichever worker needs one first, in a folder
+all workers share (the pattern pytest-xdist documents), so the suite trains and exports
+each model once. Tests only read these folders.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,12 +27,24 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(1)
 
 
-def _train_and_export(folder: Path, config: TrainConfig) -> Path:
-    from pgdeploy.export import export_checkpoint
-    from pgdeploy.training.train import train
+def _trained_and_exported(
+    tmp_path_factory: pytest.TempPathFactory, name: str, config: TrainConfig
+) -> Path:
+    """``name``/ with model.pt, model.onnx and model.torchscript.pt, built once per run."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, shared by its workers
+    folder = root / name
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".complete").exists():
+            from pgdeploy.export import export_checkpoint
+            from pgdeploy.training.train import train
 
-    train(config, out_dir=folder)
-    export_checkpoint(folder / "model.pt", n_random=512, n_on_policy=512)
+            shutil.rmtree(folder, ignore_errors=True)
+            train(config, out_dir=folder)
+            export_checkpoint(folder / "model.pt", n_random=512, n_on_policy=512)
+            (folder / ".complete").touch()
     return folder
 
 
@@ -36,8 +57,8 @@ def exported_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     observation normalisation is off and its folding into the graph is the identity here:
     :func:`exported_normalized_model` exercises it.
     """
-    folder = tmp_path_factory.mktemp("cartpole")
-    return _train_and_export(folder, TrainConfig(seed=0, total_timesteps=5_000))
+    config = TrainConfig(seed=0, total_timesteps=5_000)
+    return _trained_and_exported(tmp_path_factory, "cartpole", config)
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +68,5 @@ def exported_normalized_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Its running mean/variance are far from (0, 1), so the export must fold them into the
     graph's clip bounds and first layer; parity on this model is what checks the folding.
     """
-    folder = tmp_path_factory.mktemp("cartpole_normalized")
     config = TrainConfig(seed=0, total_timesteps=5_000, normalize_obs=True)
-    return _train_and_export(folder, config)
+    return _trained_and_exported(tmp_path_factory, "cartpole_normalized", config)
