@@ -16,6 +16,7 @@ import json
 import math
 import textwrap
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -258,9 +259,14 @@ def _metadata_json(spec: PolicySpec) -> str:
         "spec": {k: v for k, v in spec.to_dict().items() if k not in ("obs_low", "obs_high")},
     }
     text = json.dumps(data, separators=(",", ":"))
-    if len(c_string(text)) > _MAX_LITERAL:  # very long action names: keep the rest
-        data["spec"]["action_names"] = "see PGDEPLOY_ACTION_NAMES"  # type: ignore[index]
-        text = json.dumps(data, separators=(",", ":"))
+    spec_data: dict[str, Any] = data["spec"]  # type: ignore[assignment]
+    for key, note in (  # too long for a C string: drop the longest parts, say where they are
+        ("action_names", "see PGDEPLOY_ACTION_NAMES"),
+        ("observation_space", "too long for C; see model.onnx's metadata"),
+    ):
+        if len(c_string(text)) > _MAX_LITERAL and key in spec_data:
+            spec_data[key] = note
+            text = json.dumps(data, separators=(",", ":"))
     return text
 
 

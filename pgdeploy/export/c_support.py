@@ -1,9 +1,11 @@
 """Which policies the C target can represent: one check, run before any C is generated.
 
-The generator emits clip -> (Linear -> ReLU)* -> Linear -> softmax over a flat float32
-observation and one Discrete action space. Anything else a checkpoint may describe is
-refused here, by name, with :class:`~pgdeploy.errors.UnsupportedExportError`, so a model
-kind that the Python runtime learns to run never silently becomes wrong C.
+The generator emits encode -> (Linear -> ReLU)* -> Linear -> softmax per action head over
+the flat float32 observation row, for every observation layout and for Discrete and
+MultiDiscrete actions. Anything else a checkpoint may describe (a spec field or a layer
+this generator does not know) is refused here, by name, with
+:class:`~pgdeploy.errors.UnsupportedExportError`, so a model kind that the Python runtime
+learns to run never silently becomes wrong C.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from torch import nn
 
+from pgdeploy import __version__
 from pgdeploy.errors import UnsupportedExportError
 from pgdeploy.export.c_source import CPlan
 from pgdeploy.spec import PolicySpec
@@ -28,54 +31,49 @@ SUPPORTED_SPEC_FIELDS = frozenset(
         "action_names",
         "reward_threshold",
         "max_episode_steps",
+        "observation_space",  # every layout: clipped columns + one-hot (column, value)
+        "action_space",  # Discrete or MultiDiscrete, any start: one softmax per head
     }
 )
 
-_NEUTRAL: tuple[Any, ...] = (None, False, 0, "", "box", "discrete", (), [], {})
+_NEUTRAL: tuple[Any, ...] = (None, False, 0, "", (), [], {})
 
 
 def check_c_supported(spec: PolicySpec, deployable: DeployablePolicy) -> CPlan:
     """The plan the C generator follows for this policy, or :class:`UnsupportedExportError`.
 
     Checks the spec (a field the generator does not know, set to anything but its
-    neutral default, is refused) and the network (only Linear and ReLU layers).
+    neutral default, is refused) and the network (only Linear and ReLU layers). Every
+    observation layout is supported (continuous columns clipped, categorical ones one-hot
+    encoded, as in the graph), and so are Discrete and MultiDiscrete actions with starts.
     """
     problems = [*_spec_problems(spec), *_network_problems(deployable)]
     if problems:
         raise UnsupportedExportError(
             "the C target does not support this policy: "
             + "; ".join(problems)
-            + ". Expected a flat Box observation, one Discrete action space and an MLP of "
-            "Linear and ReLU layers; export it with the ONNX target instead "
+            + ". Expected the spec fields and an MLP of Linear and ReLU layers that "
+            f"pgdeploy {__version__} writes; export it with the ONNX target instead "
             "(pgdeploy export MODEL.pt)"
         )
-    return CPlan.plain(spec.obs_dim, spec.n_actions)
+    layout, actions = spec.obs_layout, spec.action_layout
+    return CPlan(
+        obs_dim=spec.obs_dim,
+        continuous_columns=tuple(layout.continuous_columns),
+        onehot_columns=tuple(layout.onehot_columns),
+        onehot_values=tuple(float(v) for v in layout.onehot_values),
+        head_sizes=tuple(actions.nvec),
+        head_starts=tuple(actions.start),
+    )
 
 
 def _spec_problems(spec: PolicySpec) -> list[str]:
     fields: dict[str, Any] = spec.to_dict()
-    plain = {
-        # The layouts of structured observations and of action spaces: their plain forms
-        # (a 1-D Box of obs_dim values; Discrete(n_actions) starting at 0) are what C does.
-        "observation_space": {"type": "box", "shape": [spec.obs_dim]},
-        "action_space": {"type": "discrete", "nvec": [spec.n_actions], "start": [0]},
-    }
     return [
         f"spec field {name!r} = {value!r} is not implemented in C"
         for name, value in fields.items()
-        if name not in SUPPORTED_SPEC_FIELDS
-        and not _is_neutral(value)
-        and not (name in plain and _same(value, plain[name]))
+        if name not in SUPPORTED_SPEC_FIELDS and not _is_neutral(value)
     ]
-
-
-def _same(value: Any, plain: Any) -> bool:
-    """JSON-like equality, lists and tuples alike."""
-    if isinstance(value, dict) and isinstance(plain, dict):
-        return value.keys() == plain.keys() and all(_same(value[k], plain[k]) for k in value)
-    if isinstance(value, (list, tuple)) and isinstance(plain, (list, tuple)):
-        return len(value) == len(plain) and all(map(_same, value, plain))
-    return bool(type(value) is type(plain) and value == plain)
 
 
 def _network_problems(deployable: DeployablePolicy) -> list[str]:
