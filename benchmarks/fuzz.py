@@ -1,17 +1,22 @@
 """Long fuzz run of the loader and the observation checks (not part of the test suite).
 
-    PYTHONPATH=. python benchmarks/fuzz.py [--examples 5000] [--model model.onnx]
+    PYTHONPATH=. python benchmarks/fuzz.py [--examples 5000] [--seed 0] [--model model.onnx]
 
 Feeds hypothesis-generated arrays to act/act_batch/probs (reject and clip agents), random
-bytes and corrupted copies of a real model to ``Agent.load``, and counts outcomes. A
-"crash" is the process dying (it would not get to print); an "untyped error" is any
-exception that is not the documented pgdeploy error. Both must be 0.
+bytes and corrupted copies of a real model to ``Agent.load``, and graph-level mutations
+of a real model (operator swaps, shape edits, metadata edits, invalid UTF-8 in the
+metadata), and counts outcomes. A "crash" is the process dying (it would not get to
+print); an "untyped error" is any exception that is not a pgdeploy error. Both must be
+0. ``--seed`` fixes every generator, so a run can be split into chunks and totalled.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
+import random
+import resource
 import tempfile
 import time
 import traceback
@@ -21,10 +26,11 @@ from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
+from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pgdeploy.errors import ModelLoadError, ObservationError
+from pgdeploy.errors import ObservationError, PgdeployError
 from pgdeploy.runtime import Agent
 
 counts: collections.Counter[str] = collections.Counter()
@@ -52,9 +58,142 @@ def make_model(folder: Path) -> Path:
     return folder / "model.onnx"
 
 
-def run(model: Path, examples: int) -> None:
+#: Operators swapped in: allowed ones, refused ones, and names no runtime knows.
+SWAP_OPS = (
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Relu",
+    "Softmax",
+    "Identity",
+    "Gemm",
+    "MatMul",
+    "Cast",
+    "Max",
+    "Min",
+    "ArgMax",
+    "ReduceSum",
+    "Concat",
+    "Reshape",
+    "Gather",
+    "Equal",
+    "Split",
+    "Loop",
+    "Scan",
+    "If",
+    "ConstantOfShape",
+    "Multinomial",
+    "RandomNormal",
+    "RandomUniform",
+    "Expand",
+    "Tile",
+    "Range",
+    "OneHot",
+    "Pad",
+    "NonZero",
+    "TopK",
+    "Einsum",
+    "NoSuchOp",
+    "",
+)
+DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft", "com.example.evil")
+META_VALUES = (
+    "",
+    "{",
+    "null",
+    "[]",
+    "NaN",
+    "Infinity",
+    '"x"',
+    "1e999",
+    "-1",
+    "[" * 2000 + "]" * 2000,
+    '{"a":' * 500 + "1" + "}" * 500,
+    "\\ud800",
+    "\\u0000",
+    "9" * 5000,
+)
+
+
+def mutate_graph(base: Any, rng: random.Random) -> tuple[str, bytes]:
+    """One graph-level mutation of ``base`` (an onnx.ModelProto): (kind, serialized bytes)."""
+    import onnx
+
+    model = onnx.ModelProto()
+    model.CopyFrom(base)
+    graph = model.graph
+    kind = rng.choice(("operator swap", "shape edit", "metadata edit", "metadata bytes"))
+    for _ in range(rng.randint(1, 3)):
+        if kind == "operator swap":
+            node = rng.choice(graph.node)
+            node.op_type = rng.choice(SWAP_OPS)
+            if rng.random() < 0.2:
+                node.domain = rng.choice(DOMAINS)
+            if rng.random() < 0.2:
+                node.attribute.add().CopyFrom(
+                    onnx.helper.make_attribute("axis", rng.randint(-3, 3))
+                )
+        elif kind == "shape edit":
+            target = rng.random()
+            if target < 0.4:
+                tensor = rng.choice(graph.initializer)
+                dims = [
+                    rng.choice((0, 1, 2, 4, 128, 2**20, 2**31, 2**40))
+                    for _ in range(rng.randint(0, 4))
+                ]
+                del tensor.dims[:]
+                tensor.dims.extend(dims)
+            else:
+                values = list(graph.input) + list(graph.output)
+                shape = rng.choice(values).type.tensor_type.shape
+                if shape.dim and rng.random() < 0.7:
+                    dim = rng.choice(shape.dim)
+                    if rng.random() < 0.5:
+                        dim.dim_value = rng.choice((0, 1, 2, 3, 5, 2**24, 2**40))
+                    else:
+                        dim.dim_param = rng.choice(("batch", "n", ""))
+                else:
+                    shape.dim.add().dim_value = rng.choice((1, 2, 7))
+        elif kind == "metadata edit":
+            prop = rng.choice(model.metadata_props)
+            try:
+                spec = json.loads(prop.value)
+            except (ValueError, RecursionError):
+                spec = None
+            if (
+                prop.key.endswith(".spec")
+                and isinstance(spec, dict)
+                and spec
+                and rng.random() < 0.6
+            ):
+                field = rng.choice(sorted(spec))
+                spec[field] = rng.choice(
+                    (None, -1, 0, 1, 3, 2**40, 1.5, "nan", [], [None], [1e39, -1e39], {}, "x:y")
+                )
+                prop.value = json.dumps(spec)
+            else:
+                prop.value = rng.choice(META_VALUES)
+            if rng.random() < 0.1:
+                model.metadata_props.add(key=f"pgdeploy.{rng.randint(0, 9)}", value="{}")
+    data = model.SerializeToString()
+    if kind == "metadata bytes":
+        where = (data.rfind if rng.random() < 0.8 else data.find)(b"CartPole-v1")
+        if where >= 0:
+            at = where + rng.randrange(len(b"CartPole-v1"))
+            data = data[:at] + bytes([rng.randint(0x80, 0xFF)]) + data[at + 1 :]
+    return kind, data
+
+
+def run(
+    model: Path, examples: int, seed: int, folder: Path, targets: set[str] | None = None
+) -> None:
     agents = [Agent.load(model, seed=0), Agent.load(model, seed=0, out_of_bounds="clip")]
     real = model.read_bytes()
+    import onnx
+
+    base = onnx.load(str(model))
+    target = folder / "fuzz.onnx"
     many = settings(
         max_examples=examples,
         deadline=None,
@@ -71,6 +210,7 @@ def run(model: Path, examples: int) -> None:
         hnp.unicode_string_dtypes(),
     )
 
+    @hypothesis_seed(seed)
     @many
     @given(hnp.arrays(dtypes, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6)))
     def observations(obs: np.ndarray) -> None:
@@ -78,6 +218,7 @@ def run(model: Path, examples: int) -> None:
             for call in (agent.act, agent.act_batch, agent.probs):
                 record("observations", lambda c=call: _finite(c(obs)), ObservationError)
 
+    @hypothesis_seed(seed)
     @many
     @given(
         st.lists(st.one_of(st.floats(), st.integers(), st.text(max_size=2), st.none()), max_size=6)
@@ -86,11 +227,13 @@ def run(model: Path, examples: int) -> None:
         for agent in agents:
             record("python lists", lambda a=agent: _finite(a.act(obs)), ObservationError)
 
+    @hypothesis_seed(seed)
     @many
     @given(st.binary(max_size=4096))
     def random_bytes(data: bytes) -> None:
-        record("random bytes", lambda: _load(data), ModelLoadError)
+        record("random bytes", lambda: _load(data, target), PgdeployError)
 
+    @hypothesis_seed(seed)
     @many
     @given(
         st.integers(min_value=0),
@@ -101,9 +244,16 @@ def run(model: Path, examples: int) -> None:
         for position, value in edits:
             data[position % len(data)] = value
         data = data[: len(data) - cut % len(data)] if cut else data
-        record("corrupted model", lambda: _load(bytes(data)), ModelLoadError)
+        record("corrupted model", lambda: _load(bytes(data), target), PgdeployError)
 
-    for test in (observations, python_lists, random_bytes, corrupted_model):
+    def graph_mutations() -> None:
+        rng = random.Random(seed)
+        for _ in range(3 * examples):
+            kind, data = mutate_graph(base, rng)
+            record(f"graph {kind}", lambda d=data: _load(d, target), PgdeployError)
+
+    tests = (observations, python_lists, random_bytes, corrupted_model, graph_mutations)
+    for test in [t for t in tests if targets is None or t.__name__ in targets]:
         start = time.perf_counter()
         test()
         print(f"{test.__name__}: done in {time.perf_counter() - start:.1f} s", flush=True)
@@ -114,28 +264,53 @@ def _finite(out: Any) -> None:
         raise AssertionError(f"non-finite output {out!r}")
 
 
-def _load(data: bytes) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.onnx"
-        path.write_bytes(data)
-        agent = Agent.load(path, deterministic=True)
-        _finite(agent.act(np.zeros(agent.spec.obs_dim, np.float32)))
+def _load(data: bytes, path: Path) -> None:
+    path.write_bytes(data)
+    agent = Agent.load(path, deterministic=True)
+    zeros = np.zeros(agent.spec.obs_dim, np.float32)
+    _finite(agent.act(zeros))
+    _finite(agent.act_batch(np.stack([zeros, zeros, zeros])))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=5000, help="hypothesis examples per target")
     parser.add_argument("--model", type=Path, default=None, help="an exported model.onnx")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every generator")
+    parser.add_argument("--json", type=Path, default=None, help="also write the counts here")
+    parser.add_argument(
+        "--targets",
+        default=None,
+        help="comma-separated subset of: observations, python_lists, random_bytes, "
+        "corrupted_model, graph_mutations (default: all)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         model = args.model or make_model(Path(folder))
         start = time.perf_counter()
-        run(model, args.examples)
+        targets = set(args.targets.split(",")) if args.targets else None
+        run(model, args.examples, args.seed, Path(folder), targets)
         wall = time.perf_counter() - start
     for key in sorted(counts):
         print(f"{key}: {counts[key]}")
     total = sum(v for k, v in counts.items() if k.endswith("examples"))
-    print(f"total calls: {total}; untyped errors: {len(untyped)}; crashes: 0; {wall:.0f} s")
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"total calls: {total}; untyped errors: {len(untyped)}; crashes: 0; {wall:.0f} s; "
+        f"peak RSS {peak_mib:.0f} MiB"
+    )
+    if args.json is not None:
+        summary = {
+            "seed": args.seed,
+            "examples": args.examples,
+            "total": total,
+            "untyped": len(untyped),
+            "wall_s": wall,
+            "peak_rss_mib": peak_mib,
+            "counts": dict(counts),
+            "untyped_samples": untyped[:5],
+        }
+        args.json.write_text(json.dumps(summary, indent=2))
     for text in untyped[:5]:
         print(text)
     raise SystemExit(1 if untyped else 0)

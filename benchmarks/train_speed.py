@@ -70,13 +70,13 @@ def run_reference(seed: int, episodes: int) -> dict[str, Any]:
 
 def play_exported(out: Path, episodes: int, seed: int) -> float:
     """Export ``out/model.pt`` (verified) and play it with the runtime agent: mean return."""
-    from pgdeploy.envs import make_env
+    from pgdeploy.envs import make_env_from_file
     from pgdeploy.export import export_checkpoint
     from pgdeploy.runtime import Agent, play
 
     export_checkpoint(out / "model.pt")
     agent = Agent.load(out / "model.onnx", seed=seed)
-    env = make_env(agent.spec.env_id)
+    env = make_env_from_file(agent.spec.env_id, source=str(out / "model.onnx"))
     try:
         return play(agent, env, episodes=episodes, seed=seed).mean_return
     finally:

@@ -32,6 +32,14 @@ def main() -> None:
     """Train a REINFORCE policy, export it to ONNX/TorchScript, and run it with onnxruntime."""
 
 
+_TRUST_ENV_MODULE = click.option(
+    "--trust-env-module",
+    is_flag=True,
+    help="Let an env id read from the model file (module:EnvId) import its module; "
+    "off by default, since importing a module runs its code.",
+)
+
+
 #: Extra spellings of generated flags (``--env`` is what SB3/RL Zoo users type).
 _ALIASES = {"env_id": ["--env"]}
 
@@ -131,6 +139,7 @@ def _int_tuple(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[
     type=click.Path(dir_okay=False, path_type=Path),
     help="Continue the run saved in this model.pt with its config; flags given override it.",
 )
+@_TRUST_ENV_MODULE
 @click.pass_context
 def train(
     ctx: click.Context,
@@ -142,6 +151,7 @@ def train(
     tensorboard_dir: Path | None,
     quiet: bool,
     resume_path: Path | None,
+    trust_env_module: bool,
     **fields: Any,
 ) -> None:
     """Train with REINFORCE; writes OUT/model.pt, OUT/config.json, metrics and a learning curve.
@@ -155,7 +165,11 @@ def train(
     given = {k: v for k, v in fields.items() if _given(ctx, k)}
     resume_from = load_checkpoint(resume_path) if resume_path is not None else None
     resolved = resolve_config(
-        given, config_file=config_file, resume_from=resume_from, use_preset=preset
+        given,
+        config_file=config_file,
+        resume_from=resume_from,
+        use_preset=preset,
+        trust_env_module=trust_env_module,
     )
     config = resolved.config
     if resolved.preset and not quiet:
@@ -208,12 +222,30 @@ def _given(ctx: click.Context, name: str) -> bool:
     help="onnx: model.onnx and model.torchscript.pt; c: policy.c and policy.h "
     "(dependency-free C99, compiled with cc and verified; see docs/c-target.md).",
 )
-def export(checkpoint: Path, out_dir: Path | None, atol: float, target: str) -> None:
+@click.option(
+    "--env",
+    "env_id",
+    default=None,
+    help="Env for on-policy verification.  [default: the checkpoint's, if registered]",
+)
+@_TRUST_ENV_MODULE
+def export(
+    checkpoint: Path,
+    out_dir: Path | None,
+    atol: float,
+    target: str,
+    env_id: str | None,
+    trust_env_module: bool,
+) -> None:
     """Export CHECKPOINT (model.pt) to model.onnx + model.torchscript.pt (or C), verified first."""
     if target == "c":
         from pgdeploy.export import export_c
 
-        c_report = export_c(checkpoint, out_dir, atol=atol)
+        c_report = export_c(
+            checkpoint, out_dir, atol=atol, env_id=env_id, trust_env_module=trust_env_module
+        )
+        for notice in c_report.notices:
+            click.echo(f"notice: {notice}", err=True)
         c_check = c_report.check
         assert c_check is not None  # export_c verifies unless told not to
         click.echo(
@@ -227,7 +259,11 @@ def export(checkpoint: Path, out_dir: Path | None, atol: float, target: str) -> 
         return
     from pgdeploy.export import export_checkpoint
 
-    report = export_checkpoint(checkpoint, out_dir=out_dir, atol=atol)
+    report = export_checkpoint(
+        checkpoint, out_dir=out_dir, atol=atol, env_id=env_id, trust_env_module=trust_env_module
+    )
+    for notice in report.notices:
+        click.echo(f"notice: {notice}", err=True)
     for check in (report.onnx, report.torchscript):
         click.echo(
             f"{check.format}: {check.path} verified on {check.n_observations} observations "
@@ -254,6 +290,7 @@ def export(checkpoint: Path, out_dir: Path | None, atol: float, target: str) -> 
     default=None,
     help="Write one MP4 per episode here (gymnasium's RecordVideo; needs the 'video' extra).",
 )
+@_TRUST_ENV_MODULE
 def run(
     model: Path,
     env_id: str | None,
@@ -262,13 +299,20 @@ def run(
     deterministic: bool,
     render: bool,
     video_dir: Path | None,
+    trust_env_module: bool,
 ) -> None:
     """Play episodes with the runtime agent; print returns and act latency."""
-    from pgdeploy.envs import make_play_env
+    from pgdeploy.envs import env_id_from_file, make_play_env
     from pgdeploy.runtime import Agent, play
 
     agent = Agent.load(model, seed=seed, deterministic=deterministic)
-    env: Any = make_play_env(env_id or agent.spec.env_id, render=render, video_dir=video_dir)
+    chosen = env_id_from_file(
+        agent.spec.env_id,
+        source=str(model),
+        user_env_id=env_id,
+        trust_env_module=trust_env_module,
+    )
+    env: Any = make_play_env(chosen, render=render, video_dir=video_dir)
     try:
         report = play(agent, env, episodes=episodes, seed=seed)
     finally:

@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 from pgdeploy._optional import missing, require
-from pgdeploy.errors import UnsupportedEnvError
+from pgdeploy.errors import EnvModuleRefusedError, UnsupportedEnvError
 from pgdeploy.layout import ActionLayout
 from pgdeploy.spec import FLOAT32_MAX, PolicySpec
 
@@ -28,6 +28,53 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env[Any, Any]:
         return gym.make(env_id, **kwargs)
     except (gym.error.Error, ModuleNotFoundError, ImportError) as exc:
         raise UnsupportedEnvError(f"cannot make environment {env_id!r}: {exc}") from exc
+
+
+def env_id_from_file(
+    file_env_id: str,
+    *,
+    source: str,
+    user_env_id: str | None = None,
+    trust_env_module: bool = False,
+) -> str:
+    """The env id to make for a policy read from a file: the one rule for file-named envs.
+
+    An env id inside a model file is data. gymnasium's ``gym.make("pkg.mod:Env-v0")`` imports
+    ``pkg.mod`` first, and with ``python -m`` the working folder is on ``sys.path``, so a
+    downloaded model folder holding one ``.py`` file could run code. Hence: an id the user
+    names (``user_env_id``, the CLI's ``--env``) is used as given; an id from the file
+    without a colon is a registry lookup and is allowed (its entry point was registered by
+    code the user already imported); a ``module:EnvId`` from the file is refused unless the
+    user opts in with ``trust_env_module`` (``--trust-env-module``).
+    """
+    if user_env_id is not None:
+        return user_env_id
+    if not isinstance(file_env_id, str) or not file_env_id:
+        raise UnsupportedEnvError(f"{source} has env id {file_env_id!r}, expected a gymnasium id")
+    if ":" in file_env_id and not trust_env_module:
+        module = file_env_id.split(":", 1)[0]
+        raise EnvModuleRefusedError(
+            f"{source} names env {file_env_id!r}, which would import the Python module "
+            f"{module!r}; pgdeploy never imports a module a file names. Pass --env "
+            f"{file_env_id} (trust_env_module=True in Python, --trust-env-module) if you "
+            "trust that module, or --env ID for a registered env"
+        )
+    return file_env_id
+
+
+def make_env_from_file(
+    file_env_id: str,
+    *,
+    source: str,
+    user_env_id: str | None = None,
+    trust_env_module: bool = False,
+    **kwargs: Any,
+) -> gym.Env[Any, Any]:
+    """``make_env`` for an id read from a file, through :func:`env_id_from_file`."""
+    env_id = env_id_from_file(
+        file_env_id, source=source, user_env_id=user_env_id, trust_env_module=trust_env_module
+    )
+    return make_env(env_id, **kwargs)
 
 
 def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv[Any, Any, Any]:

@@ -31,6 +31,18 @@ class UnsupportedEnvError(PgdeployError, ValueError):
     """An environment has spaces pgdeploy cannot train on (it needs Box obs, Discrete actions)."""
 
 
+class EnvModuleRefusedError(UnsupportedEnvError):
+    """A file names an env as ``module:EnvId``; importing that module would run its code."""
+
+
+class PolicyOutputError(PgdeployError, ArithmeticError):
+    """A loaded policy gave an invalid output at run time (NaN probabilities, bad action)."""
+
+
+class InvalidArgumentError(PgdeployError, ValueError):
+    """An argument of a pgdeploy API call has the wrong type or value."""
+
+
 class ConfigError(PgdeployError, ValueError):
     """A training configuration value is out of range or of the wrong type."""
 

@@ -89,6 +89,9 @@ class PolicySpec:
                 raise ValueError(
                     f"{name} must have {self.obs_dim} entries, got {len(getattr(self, name))}"
                 )
+        for low, high in zip(self.obs_low, self.obs_high, strict=True):
+            if not low <= high:  # also refuses NaN
+                raise ValueError(f"observation bounds must satisfy low <= high, got {low}, {high}")
         if self.action_names and len(self.action_names) != self.n_actions:
             raise ValueError(
                 f"action_names must have {self.n_actions} entries, got {len(self.action_names)}"
@@ -146,8 +149,8 @@ class PolicySpec:
             env_id=str(data["env_id"]),
             obs_dim=_as_int(data["obs_dim"]),
             n_actions=_as_int(data["n_actions"]),
-            obs_low=tuple(-math.inf if v is None else float(v) for v in data["obs_low"]),
-            obs_high=tuple(math.inf if v is None else float(v) for v in data["obs_high"]),
+            obs_low=tuple(-math.inf if v is None else _as_bound(v) for v in data["obs_low"]),
+            obs_high=tuple(math.inf if v is None else _as_bound(v) for v in data["obs_high"]),
             action_names=tuple(str(n) for n in data.get("action_names") or ()),
             reward_threshold=_optional_float(data.get("reward_threshold")),
             max_episode_steps=_optional_int(data.get("max_episode_steps")),
@@ -162,6 +165,13 @@ def _optional_mapping(value: Any) -> Mapping[str, Any] | None:
     if not isinstance(value, Mapping):
         raise TypeError(f"expected a JSON object, got {value!r}")
     return dict(value)
+
+
+def _as_bound(value: Any) -> float:
+    """A bound is a JSON number: not a string (``float("nan")`` parses), not NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise TypeError(f"expected a number or null for an observation bound, got {value!r}")
+    return float(value)
 
 
 def _as_int(value: Any) -> int:
@@ -195,7 +205,56 @@ def spec_to_metadata(
         "inputs": [OBS_INPUT, UNIFORM_INPUT],
         "outputs": list(OUTPUT_NAMES),
     }
-    return {_META_PREFIX + key: json.dumps(value) for key, value in fields.items()}
+    return {
+        _META_PREFIX + key: json.dumps(_json_safe(value), allow_nan=False)
+        for key, value in fields.items()
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON has no NaN or infinity: a non-finite float in a summary is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+#: Deepest nesting of lists/objects accepted in one metadata value (pgdeploy writes <= 3).
+MAX_METADATA_DEPTH = 32
+
+
+def _strict_json(text: str) -> Any:
+    """``json.loads`` that refuses NaN/Infinity and anything nested deeper than the limit.
+
+    The depth is counted on the text before parsing, so a value nested 100,000 deep is
+    refused without recursing (json's parser would raise RecursionError).
+    """
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_METADATA_DEPTH:
+                raise ValueError(f"JSON nested deeper than {MAX_METADATA_DEPTH} levels")
+        elif char in "]}":
+            depth -= 1
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"JSON constant {name} is not a number")
 
 
 @dataclass(frozen=True)
@@ -216,7 +275,7 @@ def metadata_from_props(props: Mapping[str, str], *, source: str) -> ModelMetada
         )
     try:
         values = {
-            key[len(_META_PREFIX) :]: json.loads(text)
+            key[len(_META_PREFIX) :]: _strict_json(text)
             for key, text in props.items()
             if key.startswith(_META_PREFIX)
         }
@@ -235,7 +294,7 @@ def metadata_from_props(props: Mapping[str, str], *, source: str) -> ModelMetada
         )
     except ModelLoadError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
         raise ModelLoadError(
             f"{source} has malformed pgdeploy metadata ({type(exc).__name__}: {exc}); "
             "re-export it with 'pgdeploy export'"

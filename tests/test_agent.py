@@ -173,5 +173,7 @@ def test_clip_mode_accepts_out_of_bounds_but_not_nan(onnx_path: Path) -> None:
 
 
 def test_batch_threads_must_be_positive(onnx_path: Path) -> None:
-    with pytest.raises(ValueError, match="batch_threads must be >= 1, got 0"):
+    with pytest.raises(
+        ValueError, match="batch_threads must be an integer from 1 to 1024 or None, got 0"
+    ):
         Agent.load(onnx_path, batch_threads=0)

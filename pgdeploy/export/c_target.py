@@ -26,13 +26,14 @@ from pgdeploy.errors import ExportVerificationError
 from pgdeploy.export.c_compile import CHarness, find_compiler
 from pgdeploy.export.c_source import c_sources
 from pgdeploy.export.c_support import check_c_supported
-from pgdeploy.export.exporter import DEFAULT_ATOL
+from pgdeploy.export.exporter import DEFAULT_ATOL, check_atol
 from pgdeploy.export.reference import TorchAgent
 from pgdeploy.export.verify import (
     FormatCheck,
     compare,
     logit_error_bound,
     probability_tolerance,
+    verification_env,
     verification_observations,
 )
 from pgdeploy.training.checkpoint import load_checkpoint
@@ -53,6 +54,7 @@ class CExportReport:
     atol: float
     n_random: int
     n_on_policy: int
+    notices: tuple[str, ...] = ()
 
 
 def export_c(
@@ -65,6 +67,8 @@ def export_c(
     n_random: int = 4096,
     n_on_policy: int = 4096,
     seed: int = 0,
+    env_id: str | None = None,
+    trust_env_module: bool = False,
 ) -> CExportReport:
     """Write ``policy.h`` and ``policy.c`` beside the checkpoint (or in ``out_dir``).
 
@@ -73,8 +77,12 @@ def export_c(
     policy C cannot represent, :class:`CompilerError` when verification needs a compiler
     and none is found, :class:`ExportVerificationError` when the C disagrees with PyTorch.
     """
+    check_atol(atol)
     checkpoint = load_checkpoint(checkpoint_path)
     policy = checkpoint.build_policy()
+    verify_env, notices = verification_env(checkpoint.spec.env_id, env_id, trust_env_module)
+    if verify_env is None:  # the checkpoint's env may not be imported: random rows instead
+        n_random, n_on_policy = n_random + n_on_policy, 0
     deployable = DeployablePolicy(policy).eval()
     plan = check_c_supported(checkpoint.spec, deployable)
     sources = c_sources(deployable, checkpoint.spec, plan)
@@ -97,6 +105,7 @@ def export_c(
                     n_random=n_random,
                     n_on_policy=n_on_policy,
                     seed=seed,
+                    env_id=verify_env,
                 )
         for name in (HEADER_NAME, SOURCE_NAME):
             os.replace(staging / name, folder / name)
@@ -111,6 +120,7 @@ def export_c(
         atol=atol,
         n_random=n_random,
         n_on_policy=n_on_policy,
+        notices=notices,
     )
 
 
@@ -124,10 +134,13 @@ def _verify(
     n_random: int,
     n_on_policy: int,
     seed: int,
+    env_id: str | None = None,
 ) -> FormatCheck:
     """Compile the staged pair with the harness and compare it with the PyTorch policy."""
     spec = policy.spec
-    obs = verification_observations(policy, n_random=n_random, n_on_policy=n_on_policy, seed=seed)
+    obs = verification_observations(
+        policy, n_random=n_random, n_on_policy=n_on_policy, seed=seed, env_id=env_id
+    )
     heads = spec.action_layout.n_branches
     uniforms = np.random.default_rng(seed).random(len(obs) * heads, dtype=np.float32)
     reference = TorchAgent.from_policy(policy).run_graph(obs, uniforms)
@@ -136,7 +149,7 @@ def _verify(
     )
     harness = CHarness.build(cc, staging, spec.obs_dim, spec.n_actions, heads)
     check = compare("c", folder / SOURCE_NAME, harness, spec, obs, uniforms, reference, tolerance)
-    if not check.passed:
+    if not check.passed:  # NaN fails too: the ratio comparison is "<= 1.0"
         raise ExportVerificationError(
             f"c export differs from the PyTorch policy: max |dp| = {check.max_abs_diff:.3g}, "
             f"{check.max_tolerance_ratio:.3g}x the float32 tolerance (atol floor {atol:.3g}), "

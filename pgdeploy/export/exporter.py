@@ -9,6 +9,7 @@ into place. A file that fails is deleted: nothing is left under the final name.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -19,7 +20,11 @@ import numpy as np
 import torch
 
 from pgdeploy._io import atomic_write_bytes
-from pgdeploy.errors import ExportVerificationError
+from pgdeploy.errors import (
+    ExportVerificationError,
+    InvalidArgumentError,
+    ModelLoadError,
+)
 from pgdeploy.export.formats import _quiet_torch, onnx_bytes, torchscript_bytes
 from pgdeploy.export.reference import GraphFn, TorchAgent
 from pgdeploy.export.verify import (
@@ -27,10 +32,12 @@ from pgdeploy.export.verify import (
     compare,
     logit_error_bound,
     probability_tolerance,
+    verification_env,
     verification_observations,
 )
 from pgdeploy.runtime.agent import Agent
 from pgdeploy.training.checkpoint import load_checkpoint
+from pgdeploy.training.checkpoint_safety import non_finite_weights
 from pgdeploy.training.policy import DeployablePolicy
 
 #: Absolute floor of the allowed |p_export - p_torch|, added to the float32 bound that
@@ -45,6 +52,9 @@ class ExportReport:
     atol: float
     n_random: int
     n_on_policy: int
+    notices: tuple[str, ...] = ()
+    """Things the user should know, e.g. on-policy verification replaced by random
+    observations because the checkpoint's env could not (or may not) be made."""
 
 
 def export_checkpoint(
@@ -55,13 +65,32 @@ def export_checkpoint(
     n_random: int = 4096,
     n_on_policy: int = 4096,
     seed: int = 0,
+    env_id: str | None = None,
+    trust_env_module: bool = False,
 ) -> ExportReport:
-    """Write ``model.onnx`` and ``model.torchscript.pt`` beside the checkpoint (or in out_dir)."""
+    """Write ``model.onnx`` and ``model.torchscript.pt`` beside the checkpoint (or in out_dir).
+
+    On-policy verification plays ``env_id`` (the user's choice), else the checkpoint's
+    own env when :func:`pgdeploy.envs.env_id_from_file` allows it (``trust_env_module``
+    allows a ``module:EnvId``); otherwise those observations are random ones and the
+    report's ``notices`` says so.
+    """
+    check_atol(atol)
     checkpoint = load_checkpoint(checkpoint_path)
+    bad = non_finite_weights(checkpoint.state_dict)
+    if bad:
+        raise ExportVerificationError(
+            f"checkpoint weights {bad} hold NaN or infinity (the run diverged); nothing was written"
+        )
     folder = Path(out_dir) if out_dir is not None else Path(checkpoint_path).parent
     folder.mkdir(parents=True, exist_ok=True)
     policy = checkpoint.build_policy()
-    obs = verification_observations(policy, n_random=n_random, n_on_policy=n_on_policy, seed=seed)
+    verify_env, notices = verification_env(checkpoint.spec.env_id, env_id, trust_env_module)
+    if verify_env is None:
+        n_random, n_on_policy = n_random + n_on_policy, 0
+    obs = verification_observations(
+        policy, n_random=n_random, n_on_policy=n_on_policy, seed=seed, env_id=verify_env
+    )
     heads = checkpoint.spec.action_layout.n_branches
     uniforms = np.random.default_rng(seed).random(len(obs) * heads, dtype=np.float32)
     reference = TorchAgent.from_policy(policy).run_graph(obs, uniforms)
@@ -80,11 +109,16 @@ def export_checkpoint(
         ),
     ):
         with _staged(folder / name, payload) as staged:
-            graph = loader(staged)
+            try:
+                graph = loader(staged)
+            except ModelLoadError as exc:  # e.g. the runtime's probe finds NaN probabilities
+                raise ExportVerificationError(
+                    f"{fmt} export fails the runtime's load checks: {exc}; nothing was written"
+                ) from exc
             check = compare(
                 fmt, folder / name, graph, checkpoint.spec, obs, uniforms, reference, tolerance
             )
-            if not check.passed:
+            if not check.passed:  # NaN fails too: the ratio comparison is "<= 1.0"
                 raise ExportVerificationError(
                     f"{fmt} export differs from the PyTorch policy: max |dp| = "
                     f"{check.max_abs_diff:.3g}, {check.max_tolerance_ratio:.3g}x the float32 "
@@ -95,8 +129,24 @@ def export_checkpoint(
             os.replace(staged, folder / name)
         checks.append(check)
     return ExportReport(
-        onnx=checks[0], torchscript=checks[1], atol=atol, n_random=n_random, n_on_policy=n_on_policy
+        onnx=checks[0],
+        torchscript=checks[1],
+        atol=atol,
+        n_random=n_random,
+        n_on_policy=n_on_policy,
+        notices=notices,
     )
+
+
+def check_atol(atol: object) -> None:
+    """``atol`` must be a finite positive real number (``nan`` would pass every comparison)."""
+    if (
+        isinstance(atol, bool)
+        or not isinstance(atol, (int, float))
+        or not math.isfinite(atol)
+        or atol <= 0
+    ):
+        raise InvalidArgumentError(f"atol must be a finite number > 0, got {atol!r}")
 
 
 def _onnx_graph(path: Path) -> Agent:

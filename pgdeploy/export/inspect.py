@@ -1,9 +1,14 @@
-"""What a model file is and what it says about itself (``pgdeploy inspect``)."""
+"""What a model file is and what it says about itself (``pgdeploy inspect``).
+
+Inspecting never runs the file: ONNX is parsed and checked like ``Agent.load`` does,
+a checkpoint is read with ``torch.load(weights_only=True)`` under the checkpoint
+limits, and a TorchScript archive -- a program whose ``__setstate__`` runs on
+``torch.jit.load`` -- is only opened as a zip to read its metadata record.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import zipfile
 from pathlib import Path
@@ -11,6 +16,11 @@ from typing import Any
 
 from pgdeploy._optional import require
 from pgdeploy.errors import ModelLoadError
+
+#: Metadata record of a TorchScript archive larger than this is refused unread.
+MAX_TORCHSCRIPT_METADATA_BYTES = 1 << 20
+#: Largest zip archive (checkpoint or TorchScript) inspect will open.
+MAX_ARCHIVE_BYTES = 256 << 20
 
 
 def describe(path: str | Path) -> dict[str, Any]:
@@ -25,6 +35,10 @@ def describe(path: str | Path) -> dict[str, Any]:
         if not path.is_file() or not zipfile.is_zipfile(path):
             raise
         del exc
+        if path.stat().st_size > MAX_ARCHIVE_BYTES:
+            raise ModelLoadError(
+                f"{str(path)!r} is {path.stat().st_size} bytes, more than {MAX_ARCHIVE_BYTES}"
+            ) from None
         data = path.read_bytes()
         kind = "torchscript" if _is_torchscript(path) else "checkpoint"
     info: dict[str, Any] = {
@@ -38,8 +52,11 @@ def describe(path: str | Path) -> dict[str, Any]:
 
 
 def _is_torchscript(path: Path) -> bool:
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("constants.pkl") for name in archive.namelist())
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("constants.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{str(path)!r} is a corrupt zip archive: {exc}") from exc
 
 
 def _onnx(path: Path) -> dict[str, Any]:
@@ -47,21 +64,15 @@ def _onnx(path: Path) -> dict[str, Any]:
 
     model = load_model(path)
     session = model.session
-    info: dict[str, Any] = {
+    return {
         "metadata": _metadata_dict(model.metadata),
         "inputs": [_io(i) for i in session.get_inputs()],
         "outputs": [_io(o) for o in session.get_outputs()],
-        "producer": session.get_modelmeta().producer_name,
+        "producer": model.graph.producer_name,
+        "opset": dict(model.graph.opset),
+        "ir_version": model.graph.ir_version,
+        "operators": dict(sorted(model.graph.ops.items())),
     }
-    if importlib.util.find_spec("onnx") is None:  # a runtime-only install
-        info["opset"] = "unknown (install onnx to read it)"
-        return info
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    info["opset"] = {op.domain or "ai.onnx": op.version for op in proto.opset_import}
-    info["ir_version"] = proto.ir_version
-    return info
 
 
 def _checkpoint(path: Path) -> dict[str, Any]:
@@ -80,19 +91,46 @@ def _checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _torchscript(path: Path) -> dict[str, Any]:
-    torch = require("torch", extra="train", feature="inspecting a TorchScript file")
-    from pgdeploy.export.formats import TORCHSCRIPT_METADATA, _quiet_torch
+    """The metadata record, read from the zip; the module itself is never loaded."""
     from pgdeploy.spec import metadata_from_props
 
-    extra = {TORCHSCRIPT_METADATA: ""}
-    with _quiet_torch():
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    props = json.loads(extra[TORCHSCRIPT_METADATA] or "{}")
-    metadata = metadata_from_props(props, source=repr(str(path)))
+    source = repr(str(path))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = [
+                r for r in archive.infolist() if r.filename.endswith(f"/extra/{_TS_METADATA}")
+            ]
+            if len(records) != 1:
+                raise ModelLoadError(
+                    f"{source} is a TorchScript archive without pgdeploy metadata "
+                    f"(extra/{_TS_METADATA}); export it with 'pgdeploy export'"
+                )
+            (record,) = records
+            if record.file_size > MAX_TORCHSCRIPT_METADATA_BYTES:
+                raise ModelLoadError(
+                    f"{source}: metadata record is {record.file_size} bytes, more than "
+                    f"{MAX_TORCHSCRIPT_METADATA_BYTES}"
+                )
+            with archive.open(record) as handle:
+                raw = handle.read(MAX_TORCHSCRIPT_METADATA_BYTES + 1)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ModelLoadError(f"{source} is a corrupt zip archive: {exc}") from exc
+    try:
+        props = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ModelLoadError(f"{source}: metadata record is not valid JSON: {exc}") from exc
+    if not isinstance(props, dict) or not all(isinstance(v, str) for v in props.values()):
+        raise ModelLoadError(f"{source}: metadata record is not a mapping of strings")
     return {
-        "metadata": _metadata_dict(metadata),
-        "signature": str(module.forward.schema),
+        "metadata": _metadata_dict(metadata_from_props(props, source=source)),
+        "note": "TorchScript files are programs: inspect read only their metadata record; "
+        "load them (torch.jit.load) only if you trust where they came from",
     }
+
+
+#: Name of the metadata record (``pgdeploy.export.formats.TORCHSCRIPT_METADATA``; repeated
+#: here so inspect needs no torch).
+_TS_METADATA = "pgdeploy.json"
 
 
 def _metadata_dict(metadata: Any) -> dict[str, Any]:
@@ -129,7 +167,7 @@ def format_text(info: dict[str, Any]) -> str:
             "final_window_mean_return",
         )
         lines.append("training: " + ", ".join(f"{k}={training[k]}" for k in keys if k in training))
-    for key in ("opset", "signature", "producer"):
+    for key in ("opset", "operators", "producer", "note"):
         if key in info:
             lines.append(f"{key}: {info[key]}")
     for key in ("inputs", "outputs"):

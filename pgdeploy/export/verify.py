@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from pgdeploy.errors import UnsupportedEnvError
 from pgdeploy.export.reference import GraphFn, TorchAgent
 from pgdeploy.runtime.agent import Agent
 from pgdeploy.spec import OUTPUT_NAMES, PolicySpec
@@ -40,10 +41,19 @@ class FormatCheck:
 
 
 def verification_observations(
-    policy: SoftmaxPolicy, *, n_random: int, n_on_policy: int, seed: int
+    policy: SoftmaxPolicy,
+    *,
+    n_random: int,
+    n_on_policy: int,
+    seed: int,
+    env_id: str | None = None,
 ) -> npt.NDArray[np.float32]:
     """Raw rows: random ones around the training statistics (categorical values drawn
-    uniformly from their ranges), plus ones the policy visits."""
+    uniformly from their ranges), plus ones the policy visits.
+
+    ``env_id`` plays the on-policy episodes; ``None`` takes the checkpoint's own id through
+    :func:`pgdeploy.envs.env_id_from_file` (a ``module:EnvId`` there is refused).
+    """
     rng = np.random.default_rng(seed)
     spec = policy.spec
     layout = spec.obs_layout
@@ -58,15 +68,25 @@ def verification_observations(
     for column, (first, last) in layout.categorical_bounds().items():
         random[:, column] = rng.integers(first, last + 1, size=n_random)
     return np.concatenate(
-        [random.astype(np.float32), on_policy_observations(policy, n_on_policy, seed)]
+        [random.astype(np.float32), on_policy_observations(policy, n_on_policy, seed, env_id)]
     )
 
 
-def on_policy_observations(policy: SoftmaxPolicy, n: int, seed: int) -> npt.NDArray[np.float32]:
+def on_policy_observations(
+    policy: SoftmaxPolicy, n: int, seed: int, env_id: str | None = None
+) -> npt.NDArray[np.float32]:
     """``n`` raw rows from episodes the policy itself plays (sampled actions)."""
-    from pgdeploy.envs import make_env
+    from pgdeploy.envs import make_env_from_file
 
-    env = make_env(policy.spec.env_id)
+    if n == 0:
+        return np.zeros((0, policy.spec.obs_dim), np.float32)
+    env = make_env_from_file(policy.spec.env_id, source="the checkpoint", user_env_id=env_id)
+    if policy.spec.obs_layout.plain and env.observation_space.shape != policy.spec.obs_shape:
+        env.close()
+        raise UnsupportedEnvError(
+            f"env {env_id!r} has observations of shape {env.observation_space.shape}, but the "
+            f"policy expects {policy.spec.obs_shape}; pass the env it was trained on"
+        )
     agent = TorchAgent.from_policy(policy, seed=seed)
     layout = policy.spec.obs_layout
     observations: list[npt.NDArray[np.float32]] = []
@@ -88,6 +108,33 @@ def on_policy_observations(policy: SoftmaxPolicy, n: int, seed: int) -> npt.NDAr
     return (
         np.stack(observations) if observations else np.zeros((0, policy.spec.obs_dim), np.float32)
     )
+
+
+def verification_env(
+    file_env_id: str, env_id: str | None, trust_env_module: bool
+) -> tuple[str | None, tuple[str, ...]]:
+    """The env for on-policy observations, or None with a notice saying why not.
+
+    ``env_id`` (the user's) is used as given; the checkpoint's own id only when
+    :func:`pgdeploy.envs.env_id_from_file` allows it and it can be made, else random
+    observations replace the on-policy ones and the notice says so.
+    """
+    from pgdeploy.envs import env_id_from_file, make_env
+
+    try:
+        chosen = env_id_from_file(
+            file_env_id,
+            source="the checkpoint",
+            user_env_id=env_id,
+            trust_env_module=trust_env_module,
+        )
+        if env_id is None:
+            make_env(chosen).close()  # an unregistered id falls back below, not mid-export
+    except UnsupportedEnvError as exc:
+        if env_id is not None:
+            raise
+        return None, (f"on-policy verification skipped, random observations used instead: {exc}",)
+    return chosen, ()
 
 
 #: Unit roundoff of float32 (half an ulp of 1.0).

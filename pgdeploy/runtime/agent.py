@@ -13,9 +13,12 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from pgdeploy.errors import ObservationError
-from pgdeploy.runtime.model_file import LoadedModel, load_model
+from pgdeploy.errors import InvalidArgumentError, ObservationError, PolicyOutputError
+from pgdeploy.runtime.arguments import check_count, check_flag, check_load_arguments, check_seed
+from pgdeploy.runtime.model_file import DEFAULT_LIMITS, MAX_MODEL_BYTES, LoadedModel, load_model
 from pgdeploy.runtime.observations import ObservationChecker, OutOfBounds
+from pgdeploy.runtime.onnx_graph import GraphLimits
+from pgdeploy.runtime.output_checks import action_heads, bad_action_error, check_batch_outputs
 from pgdeploy.runtime.sampling import SeedLike, UniformStream, as_seed_sequence
 from pgdeploy.spec import (
     GREEDY_OUTPUT,
@@ -54,6 +57,7 @@ class _BoundSingleStep:
         self.greedy = np.zeros(1, np.int64)
         self.sampled = np.zeros(1, np.int64)
         self.row = self.obs[0]
+        self.probs_view = self.probs.reshape(-1).data
         self.obs_view = self.row.data
         self.uniform_view = self.uniform.reshape(-1).data
         self.greedy_view = self.greedy.data
@@ -101,11 +105,13 @@ class Agent:
         fast_path: bool = True,
         batch_threads: int | None = None,
     ) -> None:
+        check_seed(seed)
+        check_flag("deterministic", deterministic)
+        check_flag("fast_path", fast_path)
+        check_count("batch_threads", batch_threads, allow_none=True)
         if batch_threads is None:
             batch_threads = min(2, os.cpu_count() or 1)
-        if batch_threads < 1:
-            raise ValueError(f"batch_threads must be >= 1, got {batch_threads}")
-        self.batch_threads = batch_threads
+        self.batch_threads = int(batch_threads)
         self._pool: ThreadPoolExecutor | None = None
         self.model = model
         self.deterministic = deterministic
@@ -126,6 +132,10 @@ class Agent:
         use_binding = use_binding and layout.plain and not actions.multi
         self._bound = _BoundSingleStep(self._session, self.spec) if use_binding else None
         self._action_output = GREEDY_OUTPUT if deterministic else SAMPLED_OUTPUT
+        self._batch_outputs = [self._action_output, PROBS_OUTPUT]
+        #: ``action in self._actions`` is the run-time range check (a C-level int test).
+        self._action_heads = action_heads(self.spec)
+        self._actions = range(self._action_heads[0][0], sum(self._action_heads[0]))
 
     @classmethod
     def load(
@@ -139,6 +149,8 @@ class Agent:
         fast_path: bool = True,
         batch_threads: int | None = None,
         expected_sha256: str | None = None,
+        max_bytes: int = MAX_MODEL_BYTES,
+        limits: GraphLimits | None = None,
     ) -> Agent:
         """Load ``path``; every problem with the file is a ``ModelLoadError`` raised here.
 
@@ -146,8 +158,28 @@ class Agent:
         observations. ``batch_threads`` splits large ``act_batch`` calls over that many
         threads (default: up to 2 CPU cores). ``fast_path=False`` forces the public
         onnxruntime API (the private IOBinding call is the default where it exists).
+        ``max_bytes`` caps the file's size, ``limits`` what its graph may declare.
+        Every argument is checked first (:mod:`pgdeploy.runtime.arguments`), the file
+        before onnxruntime sees it (:mod:`pgdeploy.runtime.onnx_graph`), its outputs on a
+        probe batch after (:mod:`pgdeploy.runtime.output_checks`).
         """
-        model = load_model(path, threads=threads, expected_sha256=expected_sha256)
+        check_load_arguments(
+            seed=seed,
+            deterministic=deterministic,
+            out_of_bounds=out_of_bounds,
+            threads=threads,
+            fast_path=fast_path,
+            batch_threads=batch_threads,
+            expected_sha256=expected_sha256,
+            max_bytes=max_bytes,
+        )
+        model = load_model(
+            path,
+            threads=threads,
+            expected_sha256=expected_sha256,
+            max_bytes=max_bytes,
+            limits=limits or DEFAULT_LIMITS,
+        )
         return cls(
             model,
             seed=seed,
@@ -175,6 +207,7 @@ class Agent:
 
     def reseed(self, seed: SeedLike) -> None:
         """Restart every thread's RNG from ``seed`` (as if the agent were loaded anew)."""
+        check_seed(seed)
         self._seed_sequence = as_seed_sequence(seed)
         self._stream = UniformStream(self._seed_sequence)
         self._thread_state = _ThreadState()
@@ -185,7 +218,9 @@ class Agent:
         An ``int`` for a Discrete action space (its ``start`` included), an int64 array of
         shape ``(heads,)`` for MultiDiscrete. The happy path (a float32 ndarray of shape
         ``(obs_dim,)``, from the creating thread) is a memoryview copy, a Python-float
-        bounds check, one uniform and one bound run; other observation kinds (see
+        bounds check, one uniform and one bound run, then the output check: the action is
+        in range and the first probability is not NaN (an overflowing softmax row is NaN
+        throughout; its sampled action would be 0). Other observation kinds (see
         :mod:`pgdeploy.layout`) take :meth:`_act_one`.
         """
         bound = self._bound
@@ -198,10 +233,14 @@ class Agent:
             bound.row[:] = self.checker.as_row(obs)
         if self.deterministic:
             bound.run_bound(bound.binding, bound.run_options)
-            return bound.greedy_view[0]
-        bound.uniform_view[0] = self._stream.next()  # type: ignore[call-overload]
-        bound.run_bound(bound.binding, bound.run_options)
-        return bound.sampled_view[0]
+            action = bound.greedy_view[0]
+        else:
+            bound.uniform_view[0] = self._stream.next()  # type: ignore[call-overload]
+            bound.run_bound(bound.binding, bound.run_options)
+            action = bound.sampled_view[0]
+        if action in self._actions and (p := bound.probs_view[0]) == p:
+            return action
+        raise bad_action_error(action, bound.probs[0], self._action_heads)
 
     def _act_one(self, obs: Any) -> Any:
         """One observation of any supported kind, through the batch path."""
@@ -230,17 +269,13 @@ class Agent:
         n = len(batch)
         uniforms = self._uniforms(n * self._heads).reshape(n, self._heads)
         if n <= BATCH_CHUNK:
-            (actions,) = self._session.run(
-                [self._action_output], {OBS_INPUT: batch, UNIFORM_INPUT: uniforms}
-            )
-            return actions  # type: ignore[no-any-return]
+            return self._checked_actions(batch, uniforms)
         out = np.empty((n, self._heads) if self._multi else n, np.int64)
         starts = range(0, n, BATCH_CHUNK)
 
         def run_chunk(start: int) -> None:
             stop = start + BATCH_CHUNK
-            feeds = {OBS_INPUT: batch[start:stop], UNIFORM_INPUT: uniforms[start:stop]}
-            out[start:stop] = self._session.run([self._action_output], feeds)[0]
+            out[start:stop] = self._checked_actions(batch[start:stop], uniforms[start:stop])
 
         groups = [starts[i :: self.batch_threads] for i in range(self.batch_threads)]
         pool = self._batch_pool() if len(groups) > 1 else None
@@ -250,17 +285,47 @@ class Agent:
             future.result()
         return out
 
+    def _checked_actions(
+        self, batch: npt.NDArray[np.float32], uniforms: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.int64]:
+        """One onnxruntime call; actions checked in range and probabilities for NaN."""
+        actions, probs = self._run(self._batch_outputs, batch, uniforms)
+        check_batch_outputs(actions, probs, self._action_heads)
+        return actions  # type: ignore[no-any-return]
+
+    def _run(
+        self, names: list[str], batch: npt.NDArray[np.float32], uniforms: npt.NDArray[np.float32]
+    ) -> list[Any]:
+        try:
+            return self._session.run(names, {OBS_INPUT: batch, UNIFORM_INPUT: uniforms})  # type: ignore[no-any-return]
+        except Exception as exc:  # onnxruntime's untyped errors (e.g. out of memory)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise PolicyOutputError(
+                f"onnxruntime failed on a batch of {len(batch)}: {first}"
+            ) from exc
+
     def probs(self, obs: Any) -> npt.NDArray[np.float32]:
         """Probabilities: ``(n_actions,)`` for one observation, ``(n, n_actions)`` for a batch
-        (for MultiDiscrete, every head's probabilities concatenated)."""
+        (for MultiDiscrete, every head's probabilities concatenated).
+
+        Batches run in chunks of ``BATCH_CHUNK`` rows, so memory beyond the result stays
+        bounded however many rows are given.
+        """
         if self._flatten is not None:
             single, obs = self._structured_rows(obs)
         else:
-            single = np.ndim(obs) == 1
+            obs = self.checker.as_array(obs)
+            single = obs.ndim == 1
         batch = self.checker.as_row(obs)[np.newaxis, :] if single else self.checker.as_batch(obs)
-        uniforms = np.zeros((len(batch), self._heads), np.float32)
-        (probs,) = self._session.run([PROBS_OUTPUT], {OBS_INPUT: batch, UNIFORM_INPUT: uniforms})
-        return probs[0] if single else probs  # type: ignore[no-any-return]
+        out = np.empty((len(batch), self.spec.n_actions), np.float32)
+        zeros = np.zeros((min(len(batch), BATCH_CHUNK), self._heads), np.float32)
+        for start in range(0, len(batch), BATCH_CHUNK):
+            rows = batch[start : start + BATCH_CHUNK]
+            out[start : start + len(rows)] = self._run([PROBS_OUTPUT], rows, zeros[: len(rows)])[0]
+        if np.isnan(out.sum()):
+            row = int(np.argmax(np.isnan(out).any(axis=1)))
+            raise bad_action_error(0, out[row], self._action_heads)
+        return out[0] if single else out
 
     def _structured_rows(self, obs: Any) -> tuple[bool, npt.NDArray[np.float32]]:
         """(single, rows): one structured observation if it converts as one, else a batch."""
@@ -276,12 +341,12 @@ class Agent:
         batch = self.checker.as_batch(obs_batch)
         u = np.asarray(uniforms, np.float32)
         if u.size != len(batch) * self._heads:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"expected {len(batch) * self._heads} uniforms, one per observation and action "
                 f"head, got {u.size}"
             )
         u = u.reshape(len(batch), self._heads)
-        values = self._session.run(list(OUTPUT_NAMES), {OBS_INPUT: batch, UNIFORM_INPUT: u})
+        values = self._run(list(OUTPUT_NAMES), batch, u)
         return dict(zip(OUTPUT_NAMES, values, strict=True))
 
     def _batch_pool(self) -> ThreadPoolExecutor:

@@ -11,10 +11,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 
 from pgdeploy.errors import ModelLoadError, ModelSpecError
+from pgdeploy.runtime.onnx_graph import GraphInfo, GraphLimits, read_graph
+from pgdeploy.runtime.output_checks import (
+    action_heads,
+    check_probe_outputs,
+    multi_head,
+    probe_observations,
+    probe_uniforms,
+)
 from pgdeploy.spec import (
     GREEDY_OUTPUT,
     OBS_INPUT,
@@ -26,8 +33,10 @@ from pgdeploy.spec import (
     metadata_from_props,
 )
 
-#: Larger files are refused before they are read: a policy MLP is kilobytes to megabytes.
-MAX_MODEL_BYTES = 1 << 30
+#: Larger files are refused before they are read (``max_bytes`` of :func:`load_model` and
+#: ``Agent.load`` changes it): a policy MLP is kilobytes to megabytes.
+MAX_MODEL_BYTES = 256 << 20
+DEFAULT_LIMITS = GraphLimits()
 
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -38,6 +47,7 @@ class LoadedModel:
     metadata: ModelMetadata
     sha256: str
     path: Path
+    graph: GraphInfo
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -53,7 +63,9 @@ def session_options(threads: int) -> ort.SessionOptions:
     return options
 
 
-def read_model_bytes(path: str | os.PathLike[str]) -> tuple[Path, bytes]:
+def read_model_bytes(
+    path: str | os.PathLike[str], *, max_bytes: int = MAX_MODEL_BYTES
+) -> tuple[Path, bytes]:
     """Read a model file, turning every filesystem problem into a typed error."""
     path = Path(path)
     if not path.exists():
@@ -63,12 +75,18 @@ def read_model_bytes(path: str | os.PathLike[str]) -> tuple[Path, bytes]:
     size = path.stat().st_size
     if size == 0:
         raise ModelLoadError(f"{str(path)!r} is empty (0 bytes), expected an ONNX model")
-    if size > MAX_MODEL_BYTES:
-        raise ModelLoadError(f"{str(path)!r} is {size} bytes, more than {MAX_MODEL_BYTES}")
+    if size > max_bytes:
+        raise ModelLoadError(
+            f"{str(path)!r} is {size} bytes, more than the limit of {max_bytes}; "
+            "pass max_bytes=N to Agent.load if you expect a model this large"
+        )
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)
     except OSError as exc:
         raise ModelLoadError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from exc
+    if len(data) > max_bytes:  # the file grew after stat()
+        raise ModelLoadError(f"{str(path)!r} is more than the limit of {max_bytes} bytes")
     if data.startswith(_ZIP_MAGIC):
         raise ModelLoadError(
             f"{str(path)!r} is a zip archive (a PyTorch checkpoint or TorchScript file?), "
@@ -78,16 +96,29 @@ def read_model_bytes(path: str | os.PathLike[str]) -> tuple[Path, bytes]:
 
 
 def load_model(
-    path: str | os.PathLike[str], *, threads: int = 1, expected_sha256: str | None = None
+    path: str | os.PathLike[str],
+    *,
+    threads: int = 1,
+    expected_sha256: str | None = None,
+    max_bytes: int = MAX_MODEL_BYTES,
+    limits: GraphLimits = DEFAULT_LIMITS,
 ) -> LoadedModel:
-    """Open ``path`` with onnxruntime, from bytes (external data files are never followed)."""
-    path, data = read_model_bytes(path)
+    """Open ``path`` with onnxruntime, from bytes (external data files are never followed).
+
+    Order matters: the size cap, the hash, then the graph's structure (operators, tensor
+    sizes, metadata; :mod:`pgdeploy.runtime.onnx_graph`) and metadata are checked before
+    onnxruntime sees a byte, and the outputs on a probe batch before the model is returned.
+    """
+    path, data = read_model_bytes(path, max_bytes=max_bytes)
     digest = hashlib.sha256(data).hexdigest()
     if expected_sha256 is not None and digest != expected_sha256.lower():
         raise ModelLoadError(
             f"{str(path)!r} has sha256 {digest}, expected {expected_sha256.lower()}; "
             "the file was modified or is not the model you meant"
         )
+    source = repr(str(path))
+    graph = read_graph(data, source=source, limits=limits)
+    metadata = metadata_from_props(graph.metadata, source=source)
     try:
         session = ort.InferenceSession(
             data, sess_options=session_options(threads), providers=["CPUExecutionProvider"]
@@ -98,11 +129,8 @@ def load_model(
             f"onnxruntime cannot load {str(path)!r} as an ONNX model: {first_line[:300]}"
             f"{_hint(first_line)}"
         ) from exc
-    metadata = metadata_from_props(
-        session.get_modelmeta().custom_metadata_map, source=repr(str(path))
-    )
-    check_graph(session, metadata, source=repr(str(path)))
-    return LoadedModel(session=session, metadata=metadata, sha256=digest, path=path)
+    check_graph(session, metadata, source=source)
+    return LoadedModel(session=session, metadata=metadata, sha256=digest, path=path, graph=graph)
 
 
 _HINTS = (
@@ -147,33 +175,36 @@ def check_graph(session: ort.InferenceSession, metadata: ModelMetadata, *, sourc
                 f"{source}: input {name!r} is {inputs[name].type}, expected {want}"
             )
     obs_shape = inputs[OBS_INPUT].shape
-    if len(obs_shape) != 2 or obs_shape[1] != spec.obs_dim:
+    if len(obs_shape) != 2 or obs_shape[1] != spec.obs_dim or isinstance(obs_shape[0], int):
         raise ModelSpecError(
             f"{source}: input {OBS_INPUT!r} has shape {obs_shape}, expected "
-            f"['batch', {spec.obs_dim}] as its metadata says"
+            f"['batch', {spec.obs_dim}] (a dynamic batch axis) as its metadata says"
         )
-    heads = spec.action_layout.n_branches
-    actions_shape = (2, heads) if spec.action_layout.multi else (2,)
-    probe = {
-        OBS_INPUT: np.asarray([spec.obs_layout.probe_row(spec.obs_low, spec.obs_high)] * 2),
-        UNIFORM_INPUT: np.full((2, heads), 0.5, np.float32),
+    heads, multi = action_heads(spec), multi_head(spec)
+    tails = {
+        UNIFORM_INPUT: [len(heads)],
+        PROBS_OUTPUT: [sum(size for _, size in heads)],
+        GREEDY_OUTPUT: [len(heads)] if multi else [],
+        SAMPLED_OUTPUT: [len(heads)] if multi else [],
     }
-    try:
-        probs, greedy, sampled = session.run(list(OUTPUT_NAMES), probe)
-    except Exception as exc:
-        raise ModelSpecError(f"{source} fails on a probe observation: {exc}") from exc
-    expected = {
-        PROBS_OUTPUT: ((2, spec.n_actions), np.float32),
-        GREEDY_OUTPUT: (actions_shape, np.int64),
-        SAMPLED_OUTPUT: (actions_shape, np.int64),
-    }
-    for (name, (shape, dtype)), value in zip(
-        expected.items(), (probs, greedy, sampled), strict=True
-    ):
-        if value.shape != shape or value.dtype != dtype:
+    for name, tail in tails.items():
+        shape = list((inputs.get(name) or outputs[name]).shape or [])
+        fixed_ok = all(
+            not isinstance(d, int) or d == w for d, w in zip(shape[1:], tail, strict=False)
+        )
+        if len(shape) != 1 + len(tail) or isinstance(shape[0], int) or not fixed_ok:
             raise ModelSpecError(
-                f"{source}: output {name!r} is {value.dtype}{list(value.shape)} for a batch of 2, "
-                f"expected {np.dtype(dtype)}{list(shape)} ({spec.n_actions} actions per metadata)"
+                f"{source}: {name!r} is declared with shape {shape}, expected "
+                f"{['batch', *tail]} (a dynamic batch axis, then the sizes its metadata says)"
             )
-    if not np.allclose(probs.sum(axis=1), float(heads), atol=1e-4 * heads):
-        raise ModelSpecError(f"{source}: output {PROBS_OUTPUT!r} does not sum to 1 on a probe")
+    obs = probe_observations(spec)
+    for rows in (obs[:1], obs):
+        uniforms = probe_uniforms(len(rows), len(heads))
+        try:
+            values = session.run(list(OUTPUT_NAMES), {OBS_INPUT: rows, UNIFORM_INPUT: uniforms})
+        except Exception as exc:  # onnxruntime's own error types
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise ModelSpecError(
+                f"{source} fails on a probe batch of {len(rows)} observations: {first}"
+            ) from exc
+        check_probe_outputs(values, uniforms, spec, source=source)

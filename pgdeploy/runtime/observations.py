@@ -11,12 +11,12 @@ arrays are refused.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from pgdeploy.errors import ObservationError
+from pgdeploy.errors import InvalidArgumentError, ObservationError
 from pgdeploy.spec import FLOAT32_MAX, PolicySpec
 
 OutOfBounds = Literal["reject", "clip"]
@@ -29,19 +29,21 @@ class ObservationChecker:
 
     def __init__(self, spec: PolicySpec, out_of_bounds: OutOfBounds = "reject") -> None:
         if out_of_bounds not in ("reject", "clip"):
-            raise ValueError(f"out_of_bounds must be 'reject' or 'clip', got {out_of_bounds!r}")
+            raise InvalidArgumentError(
+                f"out_of_bounds must be 'reject' or 'clip', got {out_of_bounds!r}"
+            )
         self.spec = spec
         self.out_of_bounds = out_of_bounds
         if out_of_bounds == "reject":
-            low = [max(v, -FLOAT32_MAX) for v in spec.obs_low]
-            high = [min(v, FLOAT32_MAX) for v in spec.obs_high]
+            low_array, high_array = float32_bounds(spec)
         else:
-            low = [-FLOAT32_MAX] * spec.obs_dim
-            high = [FLOAT32_MAX] * spec.obs_dim
-        # Python floats for the single-observation loop, arrays for batches.
+            low_array = np.full(spec.obs_dim, -FLOAT32_MAX, np.float32)
+            high_array = np.full(spec.obs_dim, FLOAT32_MAX, np.float32)
+        # The same float32 values for every path: Python floats (exactly the float32
+        # values) for the single-observation loop, arrays for batches.
+        self._low_array, self._high_array = low_array, high_array
+        low, high = low_array.tolist(), high_array.tolist()
         self.low, self.high = low, high
-        self._low_array = np.asarray(low, np.float32)
-        self._high_array = np.asarray(high, np.float32)
         self._same_bounds = len(set(low)) == 1 and len(set(high)) == 1
         self._rows_per_block = max(1, _WIDE_BLOCK // spec.obs_dim)
         self._wide_low = np.tile(self._low_array, self._rows_per_block)
@@ -110,15 +112,14 @@ class ObservationChecker:
         self.check_batch(array)
         return array
 
+    def as_array(self, obs: object, what: str = "observation") -> npt.NDArray[np.float32]:
+        """Any array-like as float32, unchecked in shape and values (typed errors only)."""
+        return self._as_float32(obs, what)
+
     def _as_float32(self, obs: object, what: str) -> npt.NDArray[np.float32]:
-        if isinstance(obs, np.ndarray):
-            kind = obs.dtype.kind
-        else:
-            try:
-                obs = np.asarray(obs)
-            except (ValueError, TypeError) as exc:  # ragged nested lists and the like
-                raise ObservationError(f"{what} is not a numeric array: {exc}") from exc
-            kind = obs.dtype.kind
+        if type(obs) is not np.ndarray:
+            obs = _plain_array(obs, what)
+        kind = obs.dtype.kind
         if kind not in "fiu":
             raise ObservationError(
                 f"{what} must be real numbers (float or int), got dtype {obs.dtype}"
@@ -127,6 +128,7 @@ class ObservationChecker:
             return obs.astype(np.float32, copy=False)
 
     def _raise_for(self, batch: npt.NDArray[np.float32]) -> None:
+        """Raise the ObservationError naming the first bad value (both paths end here)."""
         finite = np.isfinite(batch)
         if not finite.all():
             row, col = np.argwhere(~finite)[0]
@@ -136,9 +138,52 @@ class ObservationChecker:
                 "never turned into actions)"
             )
         low, high = self._low_array, self._high_array
-        row, col = np.argwhere((batch < low) | (batch > high))[0]
+        outside = np.argwhere((batch < low) | (batch > high))
+        if not len(outside):  # unreachable while both paths compare the same float32 bounds
+            raise ObservationError("observation is outside the observation space")
+        row, col = outside[0]
         where = f"observation[{col}]" if len(batch) == 1 else f"observation[{row}, {col}]"
         raise ObservationError(
             f"{where} = {batch[row, col]} is outside the observation space "
             f"[{low[col]}, {high[col]}]; load the agent with out_of_bounds='clip' to clip instead"
         )
+
+
+def float32_bounds(spec: PolicySpec) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The spec's bounds as float32, the precision observations are checked in.
+
+    A float64 ``Box(-0.1, 0.1)`` has bounds float32 cannot represent exactly; rounding
+    each bound to the nearest float32 is what the graph's own clip does, and makes
+    ``act``, ``act_batch`` and ``probs`` accept and refuse exactly the same values.
+    Infinite bounds become float32's largest finite value (inf is refused as non-finite).
+    """
+    with np.errstate(over="ignore"):
+        low = np.asarray(spec.obs_low, np.float64).astype(np.float32)
+        high = np.asarray(spec.obs_high, np.float64).astype(np.float32)
+    return (
+        np.clip(low, -FLOAT32_MAX, FLOAT32_MAX).astype(np.float32),
+        np.clip(high, -FLOAT32_MAX, FLOAT32_MAX).astype(np.float32),
+    )
+
+
+def _plain_array(obs: object, what: str) -> npt.NDArray[Any]:
+    """``np.asarray`` for anything that is not a plain ndarray, with typed refusals.
+
+    Masked arrays are refused (``np.asarray`` would silently drop the mask and act on the
+    hidden values); objects with ``__array__`` that refuse conversion (a torch tensor
+    that requires grad, a CUDA tensor) and ragged nested lists become ObservationErrors.
+    """
+    if isinstance(obs, np.ma.MaskedArray):
+        raise ObservationError(
+            f"{what} is a masked array; fill the masked values first (obs.filled(value))"
+        )
+    try:
+        array = np.asarray(obs)
+    except Exception as exc:  # whatever __array__ or a nested sequence raises
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ObservationError(
+            f"{what} is not a numeric array ({type(obs).__name__}: {type(exc).__name__}: {first})"
+        ) from exc
+    if type(array) is not np.ndarray:  # a subclass handed back by __array__
+        array = np.array(array, copy=True, subok=False)
+    return array

@@ -26,6 +26,13 @@ from pgdeploy import __version__
 from pgdeploy._io import atomic_write
 from pgdeploy.errors import CheckpointError, ConfigError
 from pgdeploy.spec import FORMAT_VERSION, READABLE_VERSIONS, PolicySpec
+from pgdeploy.training.checkpoint_safety import (
+    MAX_CHECKPOINT_BYTES,
+    check_plain_data,
+    check_state_dict,
+    non_finite_weights,
+    read_checkpoint_bytes,
+)
 from pgdeploy.training.config import TrainConfig
 from pgdeploy.training.optim import Adam
 from pgdeploy.training.policy import SoftmaxPolicy
@@ -74,13 +81,19 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Pat
     return atomic_write(path, lambda handle: torch.save(data, handle))
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Load with ``weights_only=True``: a file that tries to unpickle code is refused."""
+def load_checkpoint(
+    path: str | os.PathLike[str], *, max_bytes: int = MAX_CHECKPOINT_BYTES
+) -> Checkpoint:
+    """Load with ``weights_only=True``: a file that tries to unpickle code is refused.
+
+    Sizes are bounded before (file, zip records) and after (nesting, weights' shapes
+    against the config, computed without allocating) :mod:`~pgdeploy.training.checkpoint_safety`.
+    """
     path = Path(path)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
         raise CheckpointError(f"checkpoint {str(path)!r} {what}, expected a model.pt file")
-    raw = path.read_bytes()
+    raw = read_checkpoint_bytes(path, max_bytes=max_bytes)
     if not zipfile.is_zipfile(io.BytesIO(raw)):
         raise CheckpointError(
             f"{str(path)!r} is not a PyTorch checkpoint (expected a zip archive written by "
@@ -96,6 +109,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         ) from exc
     except Exception as exc:
         raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {exc}") from exc
+    check_plain_data(data, source=repr(str(path)))
     return checkpoint_from_dict(data, source=repr(str(path)))
 
 
@@ -121,6 +135,7 @@ def checkpoint_from_dict(data: Any, *, source: str) -> Checkpoint:
     state = data["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{source}: 'state_dict' must map names to tensors")
+    check_state_dict(state, source=source)
     for key in ("config", "spec", "training", "resume"):
         if not isinstance(data.get(key) or {}, dict):
             raise CheckpointError(
@@ -146,9 +161,10 @@ def _check_weights(
     state: Mapping[str, torch.Tensor], config: TrainConfig, spec: PolicySpec, *, source: str
 ) -> None:
     """Names and shapes of the weights must be those the checkpoint's own config builds."""
-    expected = SoftmaxPolicy(
-        spec, hidden_sizes=config.hidden_sizes, obs_clip=config.obs_clip
-    ).state_dict()
+    with torch.device("meta"):  # shapes only: nothing is allocated for a hostile config
+        expected = SoftmaxPolicy(
+            spec, hidden_sizes=config.hidden_sizes, obs_clip=config.obs_clip
+        ).state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -201,6 +217,12 @@ class ResumeState:
 def resume_state(checkpoint: Checkpoint) -> ResumeState:
     """The saved counters and optimiser state; a CheckpointError if they are not there."""
     saved = checkpoint.resume
+    bad = non_finite_weights(checkpoint.state_dict)
+    if bad:
+        raise CheckpointError(
+            f"checkpoint cannot be resumed: weights {bad} hold NaN or infinity (the run "
+            "diverged); start a new run, e.g. with a smaller learning_rate"
+        )
     missing = [key for key in (*_COUNTERS, "window", "optimizer") if key not in saved]
     if missing:
         raise CheckpointError(
@@ -228,6 +250,19 @@ def resume_payload(
     }
 
 
-def resume_config(checkpoint: Checkpoint, **overrides: Any) -> TrainConfig:
-    """The checkpoint's own config, with e.g. a larger ``total_timesteps`` to train further."""
+def resume_config(
+    checkpoint: Checkpoint, *, trust_env_module: bool = False, **overrides: Any
+) -> TrainConfig:
+    """The checkpoint's own config, with e.g. a larger ``total_timesteps`` to train further.
+
+    The env id is read from the file: a ``module:EnvId`` there is refused unless
+    ``env_id`` is among the overrides or ``trust_env_module`` is set
+    (:func:`pgdeploy.envs.env_id_from_file`).
+    """
+    if "env_id" not in overrides:
+        from pgdeploy.envs import env_id_from_file
+
+        env_id_from_file(
+            checkpoint.config.env_id, source="the checkpoint", trust_env_module=trust_env_module
+        )
     return dataclasses.replace(checkpoint.config, **overrides)

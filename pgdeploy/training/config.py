@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -11,6 +15,12 @@ from pgdeploy.errors import ConfigError
 
 Baseline = Literal["timestep", "value", "none"]
 LrSchedule = Literal["constant", "linear"]
+
+#: Bounds on ``hidden_sizes``, checked before any layer is allocated: a checkpoint or a
+#: config file saying ``[300000000]`` must not make pgdeploy allocate gigabytes.
+MAX_HIDDEN_WIDTH = 1 << 16
+MAX_HIDDEN_LAYERS = 64
+MAX_HIDDEN_WEIGHTS = 1 << 28
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,28 @@ class TrainConfig:
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        for f in dataclasses.fields(self):
+            value, hint = getattr(self, f.name), _field_types()[f.name]
+            _check_type(f.name, value, hint)
+            if _is_int(value) and float in (hint, *typing.get_args(hint)):
+                object.__setattr__(self, f.name, float(value))  # 1 -> 1.0 for float fields
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        _check(
+            len(self.hidden_sizes) <= MAX_HIDDEN_LAYERS,
+            "hidden_sizes",
+            f"at most {MAX_HIDDEN_LAYERS} layers",
+        )
+        _check(
+            all(h <= MAX_HIDDEN_WIDTH for h in self.hidden_sizes),
+            "hidden_sizes",
+            f"widths of at most {MAX_HIDDEN_WIDTH}",
+        )
+        _check(
+            sum(a * b for a, b in zip(self.hidden_sizes, self.hidden_sizes[1:], strict=False))
+            <= MAX_HIDDEN_WEIGHTS,
+            "hidden_sizes",
+            f"layers with at most {MAX_HIDDEN_WEIGHTS} weights between them",
+        )
         _check(isinstance(self.env_id, str) and bool(self.env_id), "env_id", "a non-empty id")
         _check(self.num_envs >= 1, "num_envs", ">= 1")
         _check(
@@ -136,6 +167,56 @@ class TrainConfig:
             return cls(**dict(data))
         except TypeError as exc:
             raise ConfigError(f"invalid config: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=1)
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _check_type(name: str, value: Any, hint: Any) -> None:
+    """Field by field, strictly: bool is not an int, a str is not a list of widths, a float
+    must be finite and an int must not be a float, so a config file's ``"false"``, ``"128"``,
+    ``128.9`` or ``inf`` is a one-line ConfigError instead of a silently different run."""
+    expected = _type_error(value, hint)
+    if expected is not None:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise ConfigError(
+            f"config field {name!r} must be {expected}, got {shown} ({type(value).__name__})"
+        )
+
+
+def _type_error(value: Any, hint: Any) -> str | None:
+    """What ``value`` should have been for the type ``hint``, or None if it fits."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        error = _type_error(value, inner)
+        return None if error is None else f"{error} or null"
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is int:
+        return None if _is_int(value) else "an integer"
+    if hint is float:
+        ok = (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+        return None if ok else "a finite number"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    if origin is Literal:
+        ok = isinstance(value, str) and value in args
+        return None if ok else " or ".join(repr(a) for a in args)
+    if origin is tuple and args[1:] == (Ellipsis,) and args[0] is int:
+        ok = isinstance(value, (list, tuple)) and all(_is_int(v) and v >= 1 for v in value)
+        return (
+            None if ok and len(value) >= 1 else "one or more positive widths (a list of integers)"
+        )
+    return None  # a type this check does not know (e.g. Mapping): left to the field's owner
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check(ok: bool, name: str, expected: str) -> None:

@@ -118,9 +118,51 @@ def _load_toml(text: str) -> Any:
     return tomllib.loads(text)
 
 
+#: Nodes a YAML config may expand to, counting every alias use in full. A config is a
+#: flat mapping of a few dozen values; "billion laughs" (aliases of aliases) expands
+#: 30 lines into 10**9 nodes, which ``yaml.safe_load`` would hand on as shared lists.
+MAX_YAML_NODES = 10_000
+
+
 def _load_yaml(text: str) -> Any:
     yaml = require("yaml", extra="train", feature="reading YAML config files")
-    return yaml.safe_load(text)
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    if node is None:
+        return None
+    size = _expanded_size(node, {})
+    if size > MAX_YAML_NODES:
+        raise ConfigError(
+            f"YAML config expands to more than {MAX_YAML_NODES} values through aliases "
+            f"({size}); write the values out instead of nesting anchors"
+        )
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: Any, memo: dict[int, int]) -> int:
+    """Nodes in the document with every alias expanded, counted without expanding it:
+    each distinct node's size is computed once (memo), so the walk is linear in the text.
+    A node inside its own value (a recursive alias) counts as unbounded."""
+    key = id(node)
+    if key in memo:
+        if memo[key] < 0:
+            return MAX_YAML_NODES + 1
+        return memo[key]
+    memo[key] = -1
+    value = node.value
+    total = 1
+    if isinstance(value, list):
+        for item in value:
+            children = item if isinstance(item, tuple) else (item,)
+            for child in children:
+                total += _expanded_size(child, memo)
+                if total > MAX_YAML_NODES:
+                    break
+    memo[key] = min(total, MAX_YAML_NODES + 1)
+    return memo[key]
 
 
 def build_config(*layers: Mapping[str, Any]) -> TrainConfig:

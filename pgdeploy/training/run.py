@@ -35,17 +35,30 @@ def resolve_config(
     config_file: str | Path | None = None,
     resume_from: Any = None,
     use_preset: bool = True,
+    trust_env_module: bool = False,
 ) -> ResolvedConfig:
     """The run's config. Precedence, lowest first: the dataclass defaults, the env's preset
     (skipped when ``use_preset`` is false or when resuming), ``config_file``, ``overrides``.
 
     When ``resume_from`` (a :class:`~pgdeploy.training.checkpoint.Checkpoint`) is given, its
-    saved config replaces the defaults and the preset.
+    saved config replaces the defaults and the preset; its env id is data from a file, so a
+    ``module:EnvId`` there is refused (:func:`pgdeploy.envs.env_id_from_file`) unless the
+    user names the env (``env_id`` in ``overrides`` or the config file) or passes
+    ``trust_env_module``.
     """
     given = dict(overrides or {})
     from_file = load_config_file(config_file) if config_file is not None else {}
     if resume_from is not None:
-        return ResolvedConfig(build_config(resume_from.config.to_dict(), from_file, given))
+        config = build_config(resume_from.config.to_dict(), from_file, given)
+        if "env_id" not in given and "env_id" not in from_file:
+            from pgdeploy.envs import env_id_from_file
+
+            env_id_from_file(
+                config.env_id,
+                source="the checkpoint being resumed",
+                trust_env_module=trust_env_module,
+            )
+        return ResolvedConfig(config)
     env_id = given.get("env_id", from_file.get("env_id", TrainConfig.env_id))
     preset = preset_for(env_id) if use_preset else {}
     return ResolvedConfig(build_config(preset, from_file, given | {"env_id": env_id}), preset)

@@ -1,0 +1,182 @@
+"""Attack 3: a graph that lies about its outputs is refused at load or at the call.
+
+At load, a probe batch spanning the observation bounds must give a probability
+distribution, in-range actions that keep the argmax and inverse-CDF contracts, and one
+output row per input row. At run time every action is checked and a NaN row raises.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+from pgdeploy.errors import ModelSpecError, PolicyOutputError
+from pgdeploy.runtime import Agent
+from pgdeploy.runtime.output_checks import check_probe_outputs, probe_uniforms
+from tests.attack_files import (
+    constant,
+    initializer,
+    load_onnx,
+    reroute,
+    save_onnx,
+    set_initializer,
+)
+
+
+def test_sampled_action_plus_97_is_refused(exported_model: Path, tmp_path: Path) -> None:
+    model = load_onnx(exported_model)
+    reroute(
+        model,
+        "sampled_action",
+        [
+            constant("c97", np.array(97, np.int64)),
+            helper.make_node("Add", ["raw", "c97"], ["sampled_action"]),
+        ],
+    )
+    path = save_onnx(model, tmp_path / "model.onnx")
+    with pytest.raises(ModelSpecError, match=r"'sampled_action' gave action 97.*expected 0..1"):
+        Agent.load(path)
+
+
+def test_greedy_that_is_not_the_argmax_is_refused(exported_model: Path, tmp_path: Path) -> None:
+    model = load_onnx(exported_model)
+    reroute(
+        model,
+        "greedy_action",
+        [
+            constant("one", np.array(1, np.int64)),
+            helper.make_node("Sub", ["one", "raw"], ["greedy_action"]),
+        ],
+    )
+    with pytest.raises(ModelSpecError, match="'greedy_action' is not the argmax"):
+        Agent.load(save_onnx(model, tmp_path / "model.onnx"))
+
+
+def test_weight_1e38_nan_probabilities_are_refused(exported_model: Path, tmp_path: Path) -> None:
+    model = load_onnx(exported_model)
+    weight = initializer(model, "net.0.weight").copy()
+    weight[:, 0] = 1e38
+    set_initializer(model, "net.0.weight", weight)
+    with pytest.raises(ModelSpecError, match="'probs' is not finite on a probe"):
+        Agent.load(save_onnx(model, tmp_path / "model.onnx"))
+
+
+def test_negative_probabilities_summing_to_one_are_refused(
+    exported_model: Path, tmp_path: Path
+) -> None:
+    model = load_onnx(exported_model)
+    # a confident policy (scaled logits), then probs = 2p - 0.5: rows sum to 1, some < 0
+    set_initializer(model, "net.2.weight", initializer(model, "net.2.weight") * 100)
+    reroute(
+        model,
+        "probs",
+        [
+            constant("two", np.array(2, np.float32)),
+            constant("half", np.array(0.5, np.float32)),
+            helper.make_node("Mul", ["raw", "two"], ["twice"]),
+            helper.make_node("Sub", ["twice", "half"], ["probs"]),
+        ],
+    )
+    with pytest.raises(ModelSpecError, match="'probs' is not a probability distribution"):
+        Agent.load(save_onnx(model, tmp_path / "model.onnx"))
+
+
+def test_constant_outputs_that_ignore_the_batch_are_refused(
+    exported_model: Path, tmp_path: Path
+) -> None:
+    model = load_onnx(exported_model)
+    del model.graph.node[:]
+    model.graph.node.extend(
+        [
+            constant("probs", np.full((2, 2), 0.5, np.float32)),
+            constant("greedy_action", np.zeros(2, np.int64)),
+            constant("sampled_action", np.zeros(2, np.int64)),
+        ]
+    )
+    with pytest.raises(ModelSpecError, match=r"'probs' is declared with shape \[2, 2\]"):
+        Agent.load(save_onnx(model, tmp_path / "model.onnx"))
+    # a graph that hides the fixed size from shape inference meets the probe run instead
+    spec = Agent.load(exported_model / "model.onnx").spec
+    outputs = [np.full((2, 2), 0.5, np.float32), np.zeros(2, np.int64), np.zeros(2, np.int64)]
+    with pytest.raises(ModelSpecError, match=r"'probs' is float32\[2, 2\] for a batch of 5"):
+        check_probe_outputs(outputs, probe_uniforms(5), spec, source="f")
+
+
+def test_a_fixed_batch_of_two_is_refused(exported_model: Path, tmp_path: Path) -> None:
+    model = load_onnx(exported_model)
+    for value in model.graph.input:
+        value.type.tensor_type.shape.dim[0].dim_value = 2
+    with pytest.raises(ModelSpecError, match=r"has shape \[2, 4\].*dynamic batch axis"):
+        Agent.load(save_onnx(model, tmp_path / "model.onnx"))
+
+
+def overflowing_beyond_the_probe(
+    exported_model: Path, tmp_path: Path, *, deterministic: bool = False
+) -> Agent:
+    """A truthful graph (no clip on the velocity) whose logits overflow for |v| > ~1e4."""
+    model = load_onnx(exported_model)
+    high = initializer(model, "clip_high").copy()
+    low = initializer(model, "clip_low").copy()
+    high[1], low[1] = 3e38, -3e38
+    set_initializer(model, "clip_high", high)
+    set_initializer(model, "clip_low", low)
+    weight = initializer(model, "net.0.weight").copy()
+    weight[:, 1] = 1e34
+    set_initializer(model, "net.0.weight", weight)
+    return Agent.load(
+        save_onnx(model, tmp_path / "model.onnx"), seed=0, deterministic=deterministic
+    )
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_nan_row_at_run_time_raises_instead_of_action_0(
+    exported_model: Path, tmp_path: Path, deterministic: bool
+) -> None:
+    agent = overflowing_beyond_the_probe(exported_model, tmp_path, deterministic=deterministic)
+    fine = np.array([0.0, 1.0, 0.0, 0.0], np.float32)
+    assert agent.act(fine) in (0, 1)
+    bad = np.array([0.0, 1e6, 0.0, 0.0], np.float32)
+    with pytest.raises(PolicyOutputError, match="probabilities are NaN for this observation"):
+        agent.act(bad)
+    with pytest.raises(PolicyOutputError, match="probabilities are NaN"):
+        agent.act_batch(np.stack([fine, bad, fine]))
+    with pytest.raises(PolicyOutputError, match="probabilities are NaN"):
+        agent.probs(bad)
+
+
+def test_an_out_of_range_action_at_run_time_raises(exported_model: Path) -> None:
+    agent = Agent.load(exported_model / "model.onnx", seed=0)
+    agent._actions = range(0)  # as if the graph returned an action outside 0..n-1
+    with pytest.raises(PolicyOutputError, match=r"returned action \d, expected 0..1"):
+        agent.act(np.zeros(4, np.float32))
+    with pytest.raises(PolicyOutputError, match=r"returned action 5, expected 0..1"):
+        from pgdeploy.runtime.output_checks import check_batch_outputs
+
+        check_batch_outputs(np.array([0, 5]), np.full((2, 2), 0.5, np.float32), ((0, 2),))
+
+
+def test_constant_of_type_int_outputs_declared_float_is_refused(
+    exported_model: Path, tmp_path: Path
+) -> None:
+    model = load_onnx(exported_model)
+    model.graph.output[0].type.tensor_type.elem_type = TensorProto.DOUBLE
+    reroute(model, "probs", [helper.make_node("Cast", ["raw"], ["probs"], to=TensorProto.DOUBLE)])
+    with pytest.raises(ModelSpecError, match=r"output 'probs' is float64"):
+        Agent.load(save_onnx(model, tmp_path / "model.onnx"))
+
+
+def test_run_time_check_follows_action_heads() -> None:
+    """Heads with a start (Discrete(n, start)) and several heads (MultiDiscrete)."""
+    from pgdeploy.runtime.output_checks import check_batch_outputs
+
+    probs = np.full((2, 5), 0.5, np.float32)
+    check_batch_outputs(np.array([3, 4]), probs[:, :2], ((3, 2),))
+    with pytest.raises(PolicyOutputError, match=r"returned action 2, expected 3..4"):
+        check_batch_outputs(np.array([3, 2]), probs[:, :2], ((3, 2),))
+    heads = ((0, 2), (1, 3))
+    check_batch_outputs(np.array([[1, 3], [0, 1]]), probs, heads)
+    with pytest.raises(PolicyOutputError, match=r"returned action \[1 4\], expected 0..1, 1..3"):
+        check_batch_outputs(np.array([[0, 1], [1, 4]]), probs, heads)
