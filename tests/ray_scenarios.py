@@ -152,7 +152,7 @@ def resume(cluster: Cluster) -> Facts:
         saved = load_checkpoint(Path(tmp) / "model.pt")
         runs = {}
         for workers in (2, 0):
-            config = resume_config(saved, total_timesteps=3_000, workers=workers)
+            config = resume_config(saved, env_id=GUESS, total_timesteps=3_000, workers=workers)
             runs[workers] = train(config, resume_from=saved).summary
     return {
         "first": {k: first.summary[k] for k in ("env_steps", "iterations")},
@@ -197,6 +197,7 @@ def no_worker_left(cluster: Cluster) -> Facts:
     except RolloutWorkerError as exc:
         return {
             "error": str(exc),
+            "error_type": type(exc).__name__,
             "node_removed": bool(removed_at),
             "seconds_after_removal": time.monotonic() - removed_at[0] if removed_at else None,
         }

@@ -86,7 +86,7 @@ def test_workers_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     monkeypatch.delitem(sys.modules, "pgdeploy.training.ray_collector", raising=False)
-    with pytest.raises(MissingDependencyError, match=r'pip install "pgdeploy\[ray\]"'):
+    with pytest.raises(MissingDependencyError, match=r'pip install "pgdeploy-rl\[ray\]"'):
         train(TrainConfig(env_id="tests.tiny_envs:Guess-v0", num_envs=2, workers=1))
 
 
@@ -224,6 +224,7 @@ def test_no_worker_for_worker_timeout_stops_with_clear_error(facts: dict[str, An
     result = scenario(facts, "no_worker_left")
     assert result["node_removed"]
     assert result["error"] is not None
+    assert result["error_type"] == "RolloutWorkerError"
     assert "unreachable" in result["error"] and "worker_timeout=3 s" in result["error"]
     assert result["seconds_after_removal"] >= 3.0
 

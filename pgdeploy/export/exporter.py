@@ -94,6 +94,12 @@ def export_checkpoint(
     heads = checkpoint.spec.action_layout.n_branches
     uniforms = np.random.default_rng(seed).random(len(obs) * heads, dtype=np.float32)
     reference = TorchAgent.from_policy(policy).run_graph(obs, uniforms)
+    bad_rows = int((~np.isfinite(reference[0])).any(axis=1).sum())
+    if bad_rows:
+        raise ExportVerificationError(
+            f"the PyTorch policy's probabilities are not finite on {bad_rows} of {len(obs)} "
+            "verification observations (its weights overflow float32); nothing was written"
+        )
     tolerance = probability_tolerance(
         reference[0], logit_error_bound(policy, obs), policy.nvec, atol
     )

@@ -34,19 +34,16 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from pgdeploy._optional import missing
+from pgdeploy._optional import require
 from pgdeploy.errors import RolloutWorkerError
 from pgdeploy.spec import PolicySpec
 from pgdeploy.training.collector import concat_batches, split_envs
 from pgdeploy.training.config import TrainConfig
 from pgdeploy.training.rollout import EpisodeBatch, RolloutCollector
 
-try:
-    import ray
-    from ray.exceptions import RayActorError
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-except ImportError as exc:  # pragma: no cover - exercised by a test with ray hidden
-    raise missing("ray", extra="ray", feature="training with workers (--workers)") from exc
+ray = require("ray", extra="ray", feature="training with workers (--workers)")
+from ray.exceptions import RayActorError  # noqa: E402 - only once ray is known to be there
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: E402
 
 #: Object store per node when pgdeploy starts Ray itself: weights and batches are small.
 OBJECT_STORE_BYTES = 256 * 2**20
@@ -271,7 +268,7 @@ def worker_nodes(options: Mapping[str, Any]) -> list[str]:
     """Ids of the live nodes that can host a worker with these actor options, in the
     cluster's order: a CPU (or ``num_cpus``) and every custom resource they ask for."""
     need = {"CPU": float(options.get("num_cpus", 1)), **dict(options.get("resources") or {})}
-    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    nodes: list[dict[str, Any]] = ray.nodes()
     return [
         str(node["NodeID"])
         for node in nodes
