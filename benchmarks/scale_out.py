@@ -226,12 +226,17 @@ def main() -> None:
         logging_level="WARNING",
     )
     try:
-        print(f"machine: {os.cpu_count()} cores (shared with other jobs); Ray {ray.__version__}")
+        print(
+            f"machine: {os.cpu_count()} cores (shared with other jobs), load average "
+            f"{os.getloadavg()[0]:.1f} at start; Ray {ray.__version__}"
+        )
         slow = [run(SLOW_ENV, 0, w, budget) for w in [0, *counts]]
         print_rows(f"{SLOW_ENV} (+{LATENCY_S * 1e3:g} ms per env step), seed 0", slow)
+        print(f"load average {os.getloadavg()[0]:.1f}")
         scaling_summary(slow)
         cartpole = [run("CartPole-v1", s, w, budget) for s in seeds for w in [0, *counts]]
         print_rows("CartPole-v1", cartpole)
+        print(f"load average {os.getloadavg()[0]:.1f}")
         curve_summary(cartpole, counts)
         model(slow, cartpole)
     finally:
