@@ -86,7 +86,7 @@ def test_workers_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     monkeypatch.delitem(sys.modules, "pgdeploy.training.ray_collector", raising=False)
-    with pytest.raises(MissingDependencyError, match=r'pip install "pgdeploy\[ray\]"'):
+    with pytest.raises(MissingDependencyError, match=r'pip install "pgdeploy-rl\[ray\]"'):
         train(TrainConfig(env_id="tests.tiny_envs:Guess-v0", num_envs=2, workers=1))
 
 
