@@ -206,7 +206,8 @@ def _type_error(value: Any, hint: Any) -> str | None:
         return None if isinstance(value, str) else "a string"
     if origin is Literal:
         ok = isinstance(value, str) and value in args
-        return None if ok else " or ".join(repr(a) for a in args)
+        names = [repr(a) for a in args]
+        return None if ok else ", ".join(names[:-1]) + " or " + names[-1]
     if origin is tuple and args[1:] == (Ellipsis,) and args[0] is int:
         ok = isinstance(value, (list, tuple)) and all(_is_int(v) and v >= 1 for v in value)
         return (
