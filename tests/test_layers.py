@@ -6,7 +6,7 @@ ones inside functions and ``require("x")`` / ``import_module("x")`` calls includ
 
 | layer | may import |
 | --- | --- |
-| top level: ``errors``, ``spec``, ``_io``, ``_optional``, ``__init__`` | stdlib, numpy |
+| top level: ``errors``, ``spec``, ``layout``, ``_io``, ``_optional``, ``__init__`` | stdlib, numpy |
 | ``envs.py`` | the above + gymnasium (+ what the video extra brings); no torch, onnx or layers |
 | ``cli.py``, ``__main__.py`` | at import time: stdlib, click, top level; anything lazily |
 | ``runtime/`` | stdlib, numpy, onnxruntime, top level, itself |
@@ -33,7 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pgdeploy"
 SHIPPED = ROOT / "models" / "CartPole-v1" / "model.onnx"
 STDLIB = frozenset(sys.stdlib_module_names)
-TOP_LEVEL = ("pgdeploy", "pgdeploy.errors", "pgdeploy.spec", "pgdeploy._io", "pgdeploy._optional")
+TOP_LEVEL = (
+    "pgdeploy",
+    "pgdeploy.errors",
+    "pgdeploy.spec",
+    "pgdeploy.layout",
+    "pgdeploy._io",
+    "pgdeploy._optional",
+)
 STRING_IMPORTERS = {"require", "import_module", "__import__"}
 
 
