@@ -6,7 +6,7 @@ ones inside functions and ``require("x")`` / ``import_module("x")`` calls includ
 
 | layer | may import |
 | --- | --- |
-| top level: ``errors``, ``spec``, ``layout``, ``_io``, ``_optional``, ``__init__`` | stdlib, numpy |
+| top level: ``errors``, ``spec``, ``layout``, ``_io``, ``_optional``, init | stdlib, numpy |
 | ``envs.py`` | the above + gymnasium (+ what the video extra brings); no torch, onnx or layers |
 | ``cli.py``, ``__main__.py`` | at import time: stdlib, click, top level; anything lazily |
 | ``runtime/`` | stdlib, numpy, onnxruntime, top level, itself |
