@@ -44,5 +44,18 @@ class RolloutWorkerError(PgdeployError):
     not restarted or replaced within ``worker_timeout`` seconds."""
 
 
+class InvalidArgumentError(PgdeployError, ValueError):
+    """An argument to a public function is out of range (a count below 1, a wrong length)."""
+
+
+class WriteError(PgdeployError, OSError):
+    """A file could not be written (disk full, permissions, a folder in the way); the message
+    names the file and what was left intact."""
+
+
+class RunFolderError(PgdeployError):
+    """An output folder holds another run, or a run cannot continue into it."""
+
+
 class MissingDependencyError(PgdeployError, ImportError):
     """An optional dependency is needed for this feature; the message names the extra."""

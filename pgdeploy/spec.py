@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pgdeploy.errors import ModelLoadError
+from pgdeploy.errors import InvalidArgumentError, ModelLoadError
 
 #: float32's largest finite value: gymnasium's "unbounded" in many spaces, and what clip
 #: bounds use in place of infinity (a float32 graph cannot hold a larger finite bound).
@@ -62,16 +62,16 @@ class PolicySpec:
 
     def __post_init__(self) -> None:
         if self.obs_dim < 1:
-            raise ValueError(f"obs_dim must be >= 1, got {self.obs_dim}")
+            raise InvalidArgumentError(f"obs_dim must be >= 1, got {self.obs_dim}")
         if self.n_actions < 2:
-            raise ValueError(f"n_actions must be >= 2, got {self.n_actions}")
+            raise InvalidArgumentError(f"n_actions must be >= 2, got {self.n_actions}")
         for name in ("obs_low", "obs_high"):
             if len(getattr(self, name)) != self.obs_dim:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"{name} must have {self.obs_dim} entries, got {len(getattr(self, name))}"
                 )
         if self.action_names and len(self.action_names) != self.n_actions:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"action_names must have {self.n_actions} entries, got {len(self.action_names)}"
             )
 

@@ -8,6 +8,7 @@ ones inside functions and ``require("x")`` / ``import_module("x")`` calls includ
 | --- | --- |
 | top level: ``errors``, ``spec``, ``_io``, ``_optional``, ``__init__`` | stdlib, numpy |
 | ``envs.py`` | the above + gymnasium (+ what the video extra brings); no torch, onnx or layers |
+| ``play.py`` | what ``envs.py`` may + ``envs`` and ``runtime`` (``pgdeploy run`` as one call) |
 | ``cli.py``, ``__main__.py`` | at import time: stdlib, click, top level; anything lazily |
 | ``runtime/`` | stdlib, numpy, onnxruntime, top level, itself |
 | ``training/`` | anything but ``pgdeploy.export``, ``pgdeploy.cli`` and onnx |
@@ -145,6 +146,11 @@ def check_file(path: Path) -> list[str]:
                 everything,
                 allowed=("numpy", "gymnasium", "moviepy", "pygame", *TOP_LEVEL),
             )
+        if path.name == "play.py":
+            return violations(
+                everything,
+                allowed=("numpy", "gymnasium", *TOP_LEVEL, "pgdeploy.envs", *RUNTIME_ALLOWED),
+            )
         return violations(everything, allowed=CONTRACT_ALLOWED)
     raise AssertionError(
         f"{path.relative_to(ROOT)} is in no layer: give its folder a rule in tests/test_layers.py"
@@ -243,7 +249,7 @@ def test_top_level_modules_import_only_stdlib_and_numpy() -> None:
     code = "\n".join(
         f"import {module_name(p)}"
         for p in module_files()
-        if p.parent == PACKAGE and p.name not in ("cli.py", "__main__.py", "envs.py")
+        if p.parent == PACKAGE and p.name not in ("cli.py", "__main__.py", "envs.py", "play.py")
     )
     outside = sorted(
         {name.split(".")[0] for name in loaded_after(code)}

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from pgdeploy.errors import InvalidArgumentError
 from pgdeploy.runtime.model_file import LoadedModel, load_model
 from pgdeploy.runtime.observations import ObservationChecker, OutOfBounds
 from pgdeploy.runtime.sampling import SeedLike, UniformStream, as_seed_sequence
@@ -103,7 +104,7 @@ class Agent:
         if batch_threads is None:
             batch_threads = min(2, os.cpu_count() or 1)
         if batch_threads < 1:
-            raise ValueError(f"batch_threads must be >= 1, got {batch_threads}")
+            raise InvalidArgumentError(f"batch_threads must be >= 1, got {batch_threads}")
         self.batch_threads = batch_threads
         self._pool: ThreadPoolExecutor | None = None
         self.model = model
@@ -237,7 +238,9 @@ class Agent:
         batch = self.checker.as_batch(obs_batch)
         u = np.asarray(uniforms, np.float32).reshape(-1, 1)
         if len(u) != len(batch):
-            raise ValueError(f"expected {len(batch)} uniforms, one per observation, got {len(u)}")
+            raise InvalidArgumentError(
+                f"expected {len(batch)} uniforms, one per observation, got {len(u)}"
+            )
         values = self._session.run(list(OUTPUT_NAMES), {OBS_INPUT: batch, UNIFORM_INPUT: u})
         return dict(zip(OUTPUT_NAMES, values, strict=True))
 

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from pgdeploy.errors import ObservationError
+from pgdeploy.errors import InvalidArgumentError, ObservationError
 from pgdeploy.spec import FLOAT32_MAX, PolicySpec
 
 OutOfBounds = Literal["reject", "clip"]
@@ -29,7 +29,9 @@ class ObservationChecker:
 
     def __init__(self, spec: PolicySpec, out_of_bounds: OutOfBounds = "reject") -> None:
         if out_of_bounds not in ("reject", "clip"):
-            raise ValueError(f"out_of_bounds must be 'reject' or 'clip', got {out_of_bounds!r}")
+            raise InvalidArgumentError(
+                f"out_of_bounds must be 'reject' or 'clip', got {out_of_bounds!r}"
+            )
         self.spec = spec
         self.out_of_bounds = out_of_bounds
         if out_of_bounds == "reject":
