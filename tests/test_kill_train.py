@@ -4,6 +4,7 @@ checkpoint, and Ctrl-C / SIGTERM save the run before exiting."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pgdeploy.training.checkpoint import load_checkpoint, resume_config
+from pgdeploy.training.checkpoint import load_checkpoint
 from pgdeploy.training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,8 +113,9 @@ def check_kills(folder: Path, seen: list[dict[str, object]]) -> None:
     # The last checkpoint loads and the run resumes from it, counters continuing.
     checkpoint = load_checkpoint(folder / "model.pt")
     done = checkpoint.training["env_steps"]
+    more = dataclasses.replace(checkpoint.config, total_timesteps=done + 32, checkpoint_every=0)
     result = train(
-        resume_config(checkpoint, total_timesteps=done + 32, checkpoint_every=0),
+        more,
         out_dir=folder,
         resume_from=checkpoint,
     )

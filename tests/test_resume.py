@@ -12,6 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import tests.tiny_envs  # noqa: F401 - registers Guess-v0
 from pgdeploy.cli import main
 from pgdeploy.errors import CheckpointError
 from pgdeploy.training.checkpoint import (
@@ -24,7 +25,7 @@ from pgdeploy.training.checkpoint import (
 from pgdeploy.training.config import TrainConfig
 from pgdeploy.training.train import IterationStats, train
 
-GUESS = "tests.tiny_envs:Guess-v0"
+GUESS = "Guess-v0"  # registered by tests.tiny_envs: an id with no module to import
 CONFIG = TrainConfig(
     seed=3, num_envs=4, hidden_sizes=(16,), total_timesteps=600, stop_on_solve=False
 )

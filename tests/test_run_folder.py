@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import tests.tiny_envs  # noqa: F401 - registers Guess-v0
 from pgdeploy.errors import RunFolderError, WriteError
 from pgdeploy.training.checkpoint import load_checkpoint
 from pgdeploy.training.config import TrainConfig
@@ -16,17 +17,15 @@ from pgdeploy.training.run import run_training
 from pgdeploy.training.run_folder import new_run_dir
 from pgdeploy.training.train import train
 
-CONFIG = TrainConfig(
-    env_id="tests.tiny_envs:Guess-v0", num_envs=2, hidden_sizes=(8,), total_timesteps=48
-)
+CONFIG = TrainConfig(env_id="Guess-v0", num_envs=2, hidden_sizes=(8,), total_timesteps=48)
 
 
 def test_default_folders_are_fresh_and_latest_points_to_the_newest(tmp_path: Path) -> None:
     first = run_training(CONFIG, progress=False, runs_root=tmp_path)
     second = run_training(CONFIG, progress=False, runs_root=tmp_path)
-    assert first.checkpoint_path == tmp_path / "tests.tiny_envs_Guess-v0-001" / "model.pt"
-    assert second.checkpoint_path == tmp_path / "tests.tiny_envs_Guess-v0-002" / "model.pt"
-    assert (tmp_path / "latest").resolve() == (tmp_path / "tests.tiny_envs_Guess-v0-002")
+    assert first.checkpoint_path == tmp_path / "Guess-v0-001" / "model.pt"
+    assert second.checkpoint_path == tmp_path / "Guess-v0-002" / "model.pt"
+    assert (tmp_path / "latest").resolve() == (tmp_path / "Guess-v0-002")
     assert new_run_dir("Acrobot-v1", root=tmp_path).name == "Acrobot-v1-001"
 
 
