@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: install
-	$(PGDEPLOY) train --seed 0 --out $(DEMO_DIR)
+	$(PGDEPLOY) train --seed 0 --out $(DEMO_DIR) --overwrite
 	$(PGDEPLOY) export $(DEMO_DIR)/model.pt
 	$(PGDEPLOY) run $(DEMO_DIR)/model.onnx --episodes 20 --seed 0
 
@@ -68,7 +68,7 @@ bench-c: install
 
 # Regenerate the shipped model (models/CartPole-v1).
 model: install
-	$(PGDEPLOY) train --seed 0 --out models/CartPole-v1 --quiet
+	$(PGDEPLOY) train --seed 0 --out models/CartPole-v1 --overwrite --quiet
 	$(PGDEPLOY) export models/CartPole-v1/model.pt
 
 clean:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import types
 import typing
@@ -17,13 +18,60 @@ from pgdeploy.errors import PgdeployError
 
 
 class _Group(click.Group):
-    """Turns pgdeploy's typed errors into one clean line and exit code 1 (no traceback)."""
+    """Turns pgdeploy's typed errors into one clean line and exit code 1 (no traceback).
+
+    The library turns the failures it foresees into PgdeployErrors naming the file and
+    what was left intact; an OSError that still escapes (a failing disk in a place no check
+    covers) gets the same one-line treatment rather than a traceback.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _ShortUsageError(exc.format_message(), exc.ctx) from exc
         except PgdeployError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(_one_line(str(exc))) from exc
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            reason = exc.strerror or str(exc)
+            raise click.ClickException(_one_line(f"{where}{reason}")) from exc
+
+
+class _ShortUsageError(click.UsageError):
+    """A bad option in two lines (the error, where to get help) instead of click's four."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {_one_line(self.format_message())}", err=True)
+        if self.ctx is not None:
+            click.echo(f"Try '{self.ctx.command_path} --help' for help.", err=True)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+class IntList(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
+    """Comma-separated integers (``64,64``), each at least ``min``."""
+
+    name = "N[,N...]"
+
+    def __init__(self, min: int | None = None) -> None:
+        self.min = min
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        parts = [part.strip() for part in str(value).split(",")]
+        try:
+            numbers = tuple(int(part) for part in parts)
+        except ValueError:
+            self.fail(f"expected comma-separated integers, got {value!r}", param, ctx)
+        if self.min is not None and any(n < self.min for n in numbers):
+            self.fail(f"every value must be >= {self.min}, got {value!r}", param, ctx)
+        return numbers
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,26 +120,12 @@ def _option(field: Any) -> tuple[list[str], dict[str, Any]]:
         return [field.flag], {**kwargs, "type": click.Choice([str(a) for a in args])}
     if kind is tuple:
         default = ",".join(str(v) for v in field.default)
-        return [field.flag], {
-            **kwargs,
-            "default": default,
-            "callback": _int_tuple,
-            "metavar": "N[,N...]",
-        }
+        return [field.flag], {**kwargs, "default": default, "type": IntList()}
     if kind in (typing.Union, types.UnionType):
         (inner,) = [a for a in args if a is not type(None)]
         shown = _OPTIONAL_DEFAULTS.get(field.name, "none")
         return [field.flag], {**kwargs, "type": inner, "show_default": shown}
     return [field.flag], {**kwargs, "type": field.type}
-
-
-def _int_tuple(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[int, ...]:
-    if isinstance(value, tuple):
-        return value
-    try:
-        return tuple(int(v) for v in str(value).split(",") if v.strip())
-    except ValueError as exc:
-        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from exc
 
 
 @main.command()
@@ -112,17 +146,22 @@ def _int_tuple(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[
 @click.option(
     "--out",
     "out_dir",
-    default="runs/latest",
-    show_default=True,
+    default=None,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder: model.pt, config.json, metrics, learning_curve.png.",
+    help="Output folder: model.pt, config.json, metrics, learning_curve.png.  [default: the "
+    "resumed run's folder, else a new runs/<env>-NNN; runs/latest points to it]",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the run that --out already holds (otherwise such a folder is refused).",
 )
 @click.option(
     "--metrics-format",
     type=click.Choice(["csv", "jsonl"]),
-    default="csv",
-    show_default=True,
-    help="Per-iteration metrics file: OUT/metrics.csv or OUT/metrics.jsonl.",
+    default=None,
+    help="Per-iteration metrics file: OUT/metrics.csv or OUT/metrics.jsonl.  [default: the "
+    "resumed run's, else csv]",
 )
 @click.option(
     "--tensorboard",
@@ -131,13 +170,20 @@ def _int_tuple(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[
     default=None,
     help="Also log scalars for TensorBoard here (needs the 'tensorboard' extra).",
 )
-@click.option("--quiet", "-q", is_flag=True, help="No progress output (the final line stays).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output (the final lines stay).")
 @click.option(
     "--resume",
     "resume_path",
     default=None,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Continue the run saved in this model.pt with its config; flags given override it.",
+    type=click.Path(path_type=Path),
+    metavar="RUN_DIR_OR_MODEL.pt",
+    help="Continue that run (a run folder or its model.pt) with its config, into its own "
+    "folder; flags given override the config (not the env or network).",
+)
+@click.option(
+    "--require-solved",
+    is_flag=True,
+    help="Exit with status 3 when the run ends NOT SOLVED (for scripts and CI).",
 )
 @_TRUST_ENV_MODULE
 @click.pass_context
@@ -146,50 +192,66 @@ def train(
     /,
     config_file: Path | None,
     preset: bool,
-    out_dir: Path,
-    metrics_format: str,
+    out_dir: Path | None,
+    overwrite: bool,
+    metrics_format: str | None,
     tensorboard_dir: Path | None,
     quiet: bool,
     resume_path: Path | None,
     trust_env_module: bool,
+    require_solved: bool,
     **fields: Any,
 ) -> None:
     """Train with REINFORCE; writes OUT/model.pt, OUT/config.json, metrics and a learning curve.
 
     Every hyperparameter is a flag. Precedence, lowest first: defaults, the env's preset,
-    --config FILE, flags given on the command line.
+    --config FILE, flags given on the command line. The run is saved periodically
+    (--checkpoint-every, --checkpoint-seconds), at the end, and on Ctrl-C or SIGTERM. The
+    last line says SOLVED or NOT SOLVED.
     """
-    from pgdeploy.training.checkpoint import load_checkpoint
-    from pgdeploy.training.run import resolve_config, run_training
+    from pgdeploy.training.run import outcome_line, resolve_config, run_training
 
     given = {k: v for k, v in fields.items() if _given(ctx, k)}
-    resume_from = load_checkpoint(resume_path) if resume_path is not None else None
     resolved = resolve_config(
         given,
         config_file=config_file,
-        resume_from=resume_from,
+        resume=resume_path,
         use_preset=preset,
         trust_env_module=trust_env_module,
     )
-    config = resolved.config
     if resolved.preset and not quiet:
         click.echo(
-            f"preset for {config.env_id}: {dict(resolved.preset)} (--no-preset to skip)", err=True
+            f"preset for {resolved.config.env_id}: {dict(resolved.preset)} (--no-preset to skip)",
+            err=True,
         )
     result = run_training(
-        config,
+        resolved.config,
         out_dir,
-        resume_from=resume_from,
+        resume_from=resolved.resume_from,
+        overwrite=overwrite,
         metrics_format=metrics_format,  # type: ignore[arg-type]
         tensorboard_dir=tensorboard_dir,
         progress=not quiet,
+        require_threshold=require_solved,
     )
     summary = result.summary
+    for warning in summary["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"{summary['stop_reason']} after {summary['env_steps']} env steps, "
-        f"{summary['episodes']} episodes, {summary['wall_seconds']:.2f} s; "
-        f"wrote {result.checkpoint_path}"
+        f"{summary['episodes']} episodes ({summary['env_steps_this_process']} steps in "
+        f"{summary['seconds_this_process']:.2f} s here, {summary['steps_per_second']:,.0f} "
+        f"steps/s); "
+        + (f"wrote {result.checkpoint_path}" if result.checkpoint_path else "nothing to save")
     )
+    if result.interrupted is not None and result.checkpoint_path is not None:
+        run_dir = result.checkpoint_path.parent
+        click.echo(f"saved; continue this run with: pgdeploy train --resume {run_dir}")
+    click.echo(outcome_line(summary))
+    if result.interrupted is not None:
+        ctx.exit(128 + int(getattr(signal, result.interrupted)))
+    if require_solved and not result.solved:
+        ctx.exit(3)
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -212,6 +274,7 @@ def _given(ctx: click.Context, name: str) -> bool:
     "--atol",
     default=1e-9,
     show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
     help="Absolute floor added to the per-observation float32 bound on probability differences.",
 )
 @click.option(
@@ -277,9 +340,19 @@ def export(
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--env", "env_id", default=None, help="Gymnasium env id.  [default: from the model]")
-@click.option("--episodes", default=10, show_default=True, help="Episodes to play.")
 @click.option(
-    "--seed", default=0, show_default=True, help="Seeds the env's first reset and the agent."
+    "--episodes",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Episodes to play.",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seeds the env's first reset and the agent.",
 )
 @click.option("--deterministic", is_flag=True, help="Greedy actions instead of sampling.")
 @click.option("--render", is_flag=True, help="Show the env in a window (needs a display).")
@@ -301,27 +374,28 @@ def run(
     video_dir: Path | None,
     trust_env_module: bool,
 ) -> None:
-    """Play episodes with the runtime agent; print returns and act latency."""
-    from pgdeploy.envs import env_id_from_file, make_play_env
-    from pgdeploy.runtime import Agent, play
+    """Play episodes with the runtime agent; print each return, their mean ± std, act latency."""
+    from pgdeploy.play import play_model
+    from pgdeploy.runtime import EpisodeResult
 
-    agent = Agent.load(model, seed=seed, deterministic=deterministic)
-    chosen = env_id_from_file(
-        agent.spec.env_id,
-        source=str(model),
-        user_env_id=env_id,
+    def show(index: int, episode: EpisodeResult) -> None:
+        click.echo(f"episode {index}: return {episode.total_reward:g} ({episode.length} steps)")
+
+    report = play_model(
+        model,
+        env_id=env_id,
+        episodes=episodes,
+        seed=seed,
+        deterministic=deterministic,
+        render=render,
+        video_dir=video_dir,
+        on_episode=show,
         trust_env_module=trust_env_module,
     )
-    env: Any = make_play_env(chosen, render=render, video_dir=video_dir)
-    try:
-        report = play(agent, env, episodes=episodes, seed=seed)
-    finally:
-        env.close()
-    for index, episode in enumerate(report.episodes):
-        click.echo(f"episode {index}: return {episode.total_reward:g} ({episode.length} steps)")
     click.echo(
-        f"mean return {report.mean_return:.2f} over {episodes} episodes; act latency "
-        f"p50 {report.act_latency_us(50):.1f} us, p99 {report.act_latency_us(99):.1f} us"
+        f"return {report.mean_return:.2f} ± {report.std_return:.2f} (mean ± std over "
+        f"{episodes} episodes); act latency p50 {report.act_latency_us(50):.1f} us, "
+        f"p99 {report.act_latency_us(99):.1f} us"
     )
     if video_dir is not None:
         click.echo(f"videos in {video_dir}")
@@ -340,30 +414,48 @@ def inspect(path: Path, as_json: bool) -> None:
 
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--threads", default=1, show_default=True, help="onnxruntime intra-op threads.")
 @click.option(
-    "--batch-sizes", default="1,64,4096,65536", show_default=True, help="Comma-separated."
+    "--threads",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="onnxruntime intra-op threads.",
 )
 @click.option(
-    "--batch-threads", default=None, type=int, help="act_batch threads.  [default: up to 2]"
+    "--batch-sizes",
+    default="1,64,4096,65536",
+    show_default=True,
+    type=IntList(min=1),
+    help="Comma-separated batch sizes for act_batch.",
 )
-@click.option("--calls", default=20_000, show_default=True, help="act() calls to time.")
+@click.option(
+    "--batch-threads",
+    default=None,
+    type=click.IntRange(min=1),
+    help="act_batch threads.  [default: up to 2]",
+)
+@click.option(
+    "--calls",
+    default=20_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="act() calls to time.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def bench(
     model: Path,
     threads: int,
     batch_threads: int | None,
-    batch_sizes: str,
+    batch_sizes: tuple[int, ...],
     calls: int,
     as_json: bool,
 ) -> None:
     """Measure act latency and act_batch throughput of MODEL on this machine."""
-    from pgdeploy.runtime import Agent
-    from pgdeploy.runtime.bench import run_bench
+    from pgdeploy.runtime.bench import bench_model
 
-    sizes = tuple(int(s) for s in batch_sizes.split(",") if s.strip())
-    agent = Agent.load(model, seed=0, threads=threads, batch_threads=batch_threads)
-    result = run_bench(agent, batch_sizes=sizes, calls=calls)
+    result = bench_model(
+        model, threads=threads, batch_threads=batch_threads, batch_sizes=batch_sizes, calls=calls
+    )
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

@@ -26,8 +26,8 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env[Any, Any]:
     """``gym.make`` with a typed error for unknown ids (``module:EnvId`` imports the module)."""
     try:
         return gym.make(env_id, **kwargs)
-    except (gym.error.Error, ModuleNotFoundError, ImportError) as exc:
-        raise UnsupportedEnvError(f"cannot make environment {env_id!r}: {exc}") from exc
+    except Exception as exc:  # a user's env module may raise anything at import or creation
+        raise _make_error(env_id, exc) from exc
 
 
 def env_id_from_file(
@@ -85,10 +85,18 @@ def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv[Any, Any
     """
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs)
-    except (gym.error.Error, ModuleNotFoundError, ImportError) as exc:
-        raise UnsupportedEnvError(f"cannot make environment {env_id!r}: {exc}") from exc
+    except Exception as exc:  # a user's env module may raise anything at import or creation
+        raise _make_error(env_id, exc) from exc
     check_spaces(env_id, envs.single_observation_space, envs.single_action_space)
     return envs
+
+
+def _make_error(env_id: str, exc: Exception) -> UnsupportedEnvError:
+    """One line: gymnasium's own errors as they are, anything else with its type."""
+    known = isinstance(exc, (gym.error.Error, ImportError))
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    what = detail if known else f"{type(exc).__name__}: {detail}".rstrip(": ")
+    return UnsupportedEnvError(f"cannot make environment {env_id!r}: {what}")
 
 
 def check_spaces(env_id: str, obs_space: gym.Space[Any], action_space: gym.Space[Any]) -> None:
@@ -237,12 +245,13 @@ def make_play_env(
     """
     if render and video_dir is not None:
         raise UnsupportedEnvError(
-            "--render and --record-video cannot be combined (one env has one render mode); pick one"
+            "rendering to a window and recording video cannot be combined (one env has one "
+            "render mode); pick one"
         )
     if render and not has_display():
         raise UnsupportedEnvError(
-            "--render needs a display, but neither DISPLAY nor WAYLAND_DISPLAY is set; "
-            "use --record-video DIR to watch the agent on a headless machine"
+            "rendering to a window needs a display, but neither DISPLAY nor WAYLAND_DISPLAY is "
+            "set; record video instead to watch the agent on a headless machine"
         )
     if video_dir is not None:
         require("moviepy", extra="video", feature="recording videos")

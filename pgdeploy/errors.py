@@ -40,7 +40,8 @@ class PolicyOutputError(PgdeployError, ArithmeticError):
 
 
 class InvalidArgumentError(PgdeployError, ValueError):
-    """An argument of a pgdeploy API call has the wrong type or value."""
+    """An argument of a pgdeploy API call has the wrong type or value (a count below 1, a
+    wrong length)."""
 
 
 class ConfigError(PgdeployError, ValueError):
@@ -62,6 +63,15 @@ class UnsupportedExportError(PgdeployError, ValueError):
 
 class CompilerError(PgdeployError):
     """No C compiler was found to verify generated C, or the generated C did not compile."""
+
+
+class WriteError(PgdeployError, OSError):
+    """A file could not be written (disk full, permissions, a folder in the way); the message
+    names the file and what was left intact."""
+
+
+class RunFolderError(PgdeployError):
+    """An output folder holds another run, or a run cannot continue into it."""
 
 
 class MissingDependencyError(PgdeployError, ImportError):

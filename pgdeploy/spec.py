@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pgdeploy.errors import ModelLoadError
+from pgdeploy.errors import InvalidArgumentError, ModelLoadError
 from pgdeploy.layout import ActionLayout, ObsLayout
 
 #: float32's largest finite value: gymnasium's "unbounded" in many spaces, and what clip
@@ -81,19 +81,19 @@ class PolicySpec:
 
     def __post_init__(self) -> None:
         if self.obs_dim < 1:
-            raise ValueError(f"obs_dim must be >= 1, got {self.obs_dim}")
+            raise InvalidArgumentError(f"obs_dim must be >= 1, got {self.obs_dim}")
         if self.n_actions < 2:
-            raise ValueError(f"n_actions must be >= 2, got {self.n_actions}")
+            raise InvalidArgumentError(f"n_actions must be >= 2, got {self.n_actions}")
         for name in ("obs_low", "obs_high"):
             if len(getattr(self, name)) != self.obs_dim:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"{name} must have {self.obs_dim} entries, got {len(getattr(self, name))}"
                 )
         for low, high in zip(self.obs_low, self.obs_high, strict=True):
             if not low <= high:  # also refuses NaN
                 raise ValueError(f"observation bounds must satisfy low <= high, got {low}, {high}")
         if self.action_names and len(self.action_names) != self.n_actions:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"action_names must have {self.n_actions} entries, got {len(self.action_names)}"
             )
         obs_layout = ObsLayout(self.observation_space or {"type": "box", "shape": [self.obs_dim]})

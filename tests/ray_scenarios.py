@@ -115,9 +115,23 @@ def same_seed(cluster: Cluster) -> Facts:
     local = train(dataclasses.replace(config, workers=0))
     return {
         "identical": same_weights(first, second)
-        and same_tree(first.checkpoint.resume, second.checkpoint.resume),
+        and same_tree(timeless(first.checkpoint.resume), timeless(second.checkpoint.resume)),
         "local_differs": not same_weights(first, local),
         "env_steps": [first.summary["env_steps"], second.summary["env_steps"]],
+    }
+
+
+def timeless(resume: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's resume section without its clock readings (training time, steps/s)."""
+    clock = ("wall_seconds", "steps_per_second")
+    history = resume["history"]
+    keep = [i for i, name in enumerate(history["fields"]) if name not in clock]
+    return {
+        **{k: v for k, v in resume.items() if k not in clock},
+        "history": {
+            "fields": [history["fields"][i] for i in keep],
+            "rows": history["rows"][:, keep],
+        },
     }
 
 

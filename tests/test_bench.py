@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from pgdeploy.cli import main
+from pgdeploy.errors import InvalidArgumentError
 from pgdeploy.runtime import Agent
 from pgdeploy.runtime.bench import run_bench
 from tests.test_agent import exported_folder
@@ -39,3 +40,17 @@ def test_bench_cli_text(onnx_path: Path) -> None:
     out = CliRunner().invoke(main, ["bench", str(onnx_path), "--calls", "20", "--batch-sizes", "8"])
     assert out.exit_code == 0, out.output
     assert "act: p50" in out.output and "act_batch n=8:" in out.output
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"calls": 0}, r"calls must be an integer >= 1, got 0"),
+        ({"batch_sizes": (64, 0)}, r"batch sizes must be one or more integers >= 1, got \[64, 0\]"),
+    ],
+)
+def test_run_bench_refuses_bad_arguments(
+    onnx_path: Path, kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        run_bench(Agent.load(onnx_path), **kwargs)  # type: ignore[arg-type]

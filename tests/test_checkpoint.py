@@ -15,7 +15,12 @@ from click.testing import CliRunner
 from pgdeploy.cli import main
 from pgdeploy.envs import policy_spec
 from pgdeploy.errors import CheckpointError
-from pgdeploy.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from pgdeploy.training.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    load_policy_state,
+    save_checkpoint,
+)
 from pgdeploy.training.config import TrainConfig
 from pgdeploy.training.policy import SoftmaxPolicy
 
@@ -158,3 +163,25 @@ def test_missing_path_and_directory(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "nope.pt")
     with pytest.raises(CheckpointError, match="is a directory"):
         load_checkpoint(tmp_path)
+
+
+def test_wrong_weight_dtype(tmp_path: Path) -> None:
+    data = small_checkpoint().to_dict()
+    data["state_dict"]["net.0.bias"] = data["state_dict"]["net.0.bias"].double()
+    torch.save(data, tmp_path / "model.pt")
+    with pytest.raises(
+        CheckpointError, match=r"\['net.0.bias'\] has dtype torch.float64, expected torch.float32"
+    ):
+        load_checkpoint(tmp_path / "model.pt")
+
+
+def test_policy_state_is_checked_before_loading() -> None:
+    checkpoint = small_checkpoint()
+    policy = checkpoint.build_policy()
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    state = dict(checkpoint.state_dict)
+    state.pop("net.2.weight")
+    state["net.0.weight"] = torch.ones_like(state["net.0.weight"])
+    with pytest.raises(CheckpointError, match=r"missing \['net.2.weight'\]"):
+        load_policy_state(policy, state, source="test")
+    assert all(torch.equal(before[k], v) for k, v in policy.state_dict().items())

@@ -133,7 +133,7 @@ def test_preset_applies_and_flags_override(tmp_path: Path, monkeypatch: pytest.M
     invoke("train", *args, "--learning-rate", "0.03")
     saved = json.loads((out / "config.json").read_text())
     assert (saved["num_envs"], saved["learning_rate"]) == (5, 0.03)
-    invoke("train", *args, "--no-preset")
+    invoke("train", *args, "--no-preset", "--overwrite")
     assert json.loads((out / "config.json").read_text())["num_envs"] == TrainConfig().num_envs
 
 
@@ -150,7 +150,7 @@ def test_run_render_without_display_is_a_clear_error(
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     output = invoke("run", str(exported_model / "model.onnx"), "--render", ok=False)
-    assert "--render needs a display" in output and "--record-video" in output
+    assert "rendering to a window needs a display" in output and "record video" in output
 
 
 @pytest.mark.parametrize(

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import pytest
 
-from pgdeploy.errors import ExportVerificationError
+from pgdeploy.errors import ExportVerificationError, WriteError
 from pgdeploy.export import OPSET, export_checkpoint, exporter
 from pgdeploy.spec import FORMAT_VERSION
 from pgdeploy.training.checkpoint import load_checkpoint
@@ -91,3 +95,46 @@ def test_export_into_out_dir_reports_what_it_verified(exported_model: Path, tmp_
         assert check.n_observations == 512
         assert check.max_abs_diff <= 1e-6
         assert check.passed_actions
+
+
+def old_export(folder: Path, exported_model: Path) -> dict[str, bytes]:
+    shutil.copy(exported_model / "model.pt", folder / "model.pt")
+    (folder / "model.onnx").write_bytes(b"the previous onnx")
+    (folder / "model.torchscript.pt").write_bytes(b"the previous torchscript")
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_torchscript_failure_leaves_the_folder_exactly_as_it_was(
+    exported_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pgdeploy.export import exporter
+
+    before = old_export(tmp_path, exported_model)
+    real_compare = exporter.compare
+
+    def compare(fmt: str, *args: Any) -> Any:
+        check = real_compare(fmt, *args)
+        return dataclasses.replace(check, max_abs_diff=0.5) if fmt == "torchscript" else check
+
+    monkeypatch.setattr(exporter, "compare", compare)
+    with pytest.raises(ExportVerificationError, match=r"torchscript export differs .*left as it"):
+        export_checkpoint(tmp_path / "model.pt", n_random=64, n_on_policy=64)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temp files either
+
+
+def test_failed_second_rename_puts_the_first_file_back(
+    exported_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = old_export(tmp_path, exported_model)
+    real_replace = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        if Path(dst).name == "model.torchscript.pt":
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(WriteError, match=r"cannot write .*model.torchscript.pt: Input/output"):
+        export_checkpoint(tmp_path / "model.pt", n_random=64, n_on_policy=64)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

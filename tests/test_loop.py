@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pgdeploy.errors import InvalidArgumentError
 from pgdeploy.runtime import play
 
 
@@ -54,5 +55,5 @@ def test_max_steps_truncates() -> None:
 
 
 def test_zero_episodes_is_an_error() -> None:
-    with pytest.raises(ValueError, match=r"episodes must be >= 1, got 0"):
+    with pytest.raises(InvalidArgumentError, match=r"episodes must be an integer >= 1, got 0"):
         play(AlwaysOne(), CountdownEnv(length=1), episodes=0)

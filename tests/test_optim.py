@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
+import pytest
 import torch
 
+from pgdeploy.errors import CheckpointError
 from pgdeploy.training.optim import Adam
 
 
@@ -63,3 +66,49 @@ def test_parameters_without_grad_are_left_alone() -> None:
     frozen.grad = None
     opt.step()
     torch.testing.assert_close(frozen.detach(), frozen_before, rtol=0, atol=0)
+
+
+def fitted_state() -> tuple[Adam, dict[str, object]]:
+    model = make_model()
+    opt = Adam(model.parameters(), lr=0.01)
+    loss_of(model, 0).backward()
+    opt.step()
+    return Adam(make_model().parameters(), lr=0.01), opt.state_dict()
+
+
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda s: s.pop("exp_avg_sq"), r"optimizer state lacks \['exp_avg_sq'\]"),
+        (lambda s: s["exp_avg"].pop(), r"'exp_avg' must hold 4 tensors, one per parameter, got 3"),
+        (
+            lambda s: s["exp_avg"].__setitem__(0, torch.zeros(1)),
+            r"exp_avg\[0\] has shape \(1,\) and dtype torch.float32, expected \(16, 4\)",
+        ),
+        (
+            lambda s: s["exp_avg_sq"].__setitem__(1, torch.zeros(16, dtype=torch.float64)),
+            r"exp_avg_sq\[1\] has shape \(16,\) and dtype torch.float64, expected \(16,\) and "
+            r"torch.float32",
+        ),
+        (lambda s: s["exp_avg"].__setitem__(2, [0.0] * 32), r"exp_avg\[2\] is a list"),
+        (lambda s: s.__setitem__("step", -1), r"'step' must be an integer >= 0, got -1"),
+    ],
+)
+def test_load_state_dict_refuses_what_does_not_fit(corrupt: Any, message: str) -> None:
+    fresh, state = fitted_state()
+    state = {k: list(v) if isinstance(v, list) else v for k, v in state.items()}
+    corrupt(state)
+    before = [m.clone() for m in fresh.exp_avg]
+    with pytest.raises(CheckpointError, match=message):
+        fresh.load_state_dict(state)
+    assert fresh.step_count == 0  # nothing changed
+    assert all(torch.equal(a, b) for a, b in zip(before, fresh.exp_avg, strict=True))
+
+
+def test_load_state_dict_round_trips() -> None:
+    fresh, state = fitted_state()
+    fresh.load_state_dict(state)
+    assert fresh.step_count == 1
+    assert all(
+        torch.equal(a, b) for a, b in zip(fresh.exp_avg_sq, state["exp_avg_sq"], strict=True)
+    )  # type: ignore[call-overload]

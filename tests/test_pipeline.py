@@ -19,7 +19,7 @@ def invoke(*args: str) -> str:
 
 
 def mean_return(output: str) -> float:
-    match = re.search(r"mean return ([\d.]+) over", output)
+    match = re.search(r"return ([\d.]+) ± [\d.]+ \(mean ± std", output)
     assert match, output
     return float(match.group(1))
 

@@ -80,7 +80,7 @@ def test_cli_logs_plain_lines_to_a_pipe_and_nothing_when_quiet(tmp_path: Path) -
     assert logged.exit_code == 0, logged.output
     assert re.match(r"iter 1 steps=\d+ episodes=\d+ return=", logged.stderr), logged.stderr
     assert "\r" not in logged.stderr and "\x1b[" not in logged.stderr
-    quiet = runner.invoke(main, [*TRAIN, *ARGS, "--out", str(tmp_path), "--quiet"])
+    quiet = runner.invoke(main, [*TRAIN, *ARGS, "--out", str(tmp_path), "--overwrite", "--quiet"])
     assert quiet.exit_code == 0, quiet.output
     assert quiet.stderr == ""
     assert quiet.stdout.startswith("budget of 400 env steps spent")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pgdeploy._optional import install_command
 from pgdeploy.errors import ConfigError, MissingDependencyError
 from pgdeploy.training.collector import concat_batches, split_envs
 from pgdeploy.training.config import TrainConfig
@@ -86,7 +88,7 @@ def test_workers_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     monkeypatch.delitem(sys.modules, "pgdeploy.training.ray_collector", raising=False)
-    with pytest.raises(MissingDependencyError, match=r'pip install "pgdeploy-rl\[ray\]"'):
+    with pytest.raises(MissingDependencyError, match=re.escape(install_command("ray"))):
         train(TrainConfig(env_id="tests.tiny_envs:Guess-v0", num_envs=2, workers=1))
 
 

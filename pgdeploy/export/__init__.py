@@ -6,6 +6,8 @@ package imports nothing heavy until one of its names is used.
 
 from typing import TYPE_CHECKING, Any
 
+from pgdeploy._optional import require
+
 if TYPE_CHECKING:
     from pgdeploy.export.c_target import CExportReport, export_c
     from pgdeploy.export.exporter import DEFAULT_ATOL, ExportReport, export_checkpoint
@@ -23,6 +25,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in ("DEFAULT_ATOL", "ExportReport", "export_checkpoint"):
+        require("torch", extra="train", feature="export")  # a runtime-only install: one line
         from pgdeploy.export import exporter
 
         return getattr(exporter, name)

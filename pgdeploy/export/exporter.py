@@ -1,9 +1,11 @@
 """Export a checkpoint to ONNX and TorchScript, verified against the PyTorch policy first.
 
-Each file is written to a temp name in the destination folder, loaded back through its
-real deploy path (``pgdeploy.runtime.Agent`` for ONNX, ``torch.jit.load`` for TorchScript),
-compared with the training policy on thousands of observations, and only then renamed
-into place. A file that fails is deleted: nothing is left under the final name.
+All or nothing: the output folder is checked first (writable, no folder in the way), then
+both files are written to temp names in it, each loaded back through its real deploy path
+(``pgdeploy.runtime.Agent`` for ONNX, ``torch.jit.load`` for TorchScript) and compared
+with the training policy on thousands of observations; only when both pass are they
+renamed into place, together (a failed rename puts the first back). Any failure leaves
+the folder exactly as it was.
 """
 
 from __future__ import annotations
@@ -11,20 +13,15 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pgdeploy._io import atomic_write_bytes
-from pgdeploy.errors import (
-    ExportVerificationError,
-    InvalidArgumentError,
-    ModelLoadError,
-)
+from pgdeploy._io import check_writable, commit_staged, stage_bytes
+from pgdeploy.errors import ExportVerificationError, InvalidArgumentError, ModelLoadError
 from pgdeploy.export.formats import _quiet_torch, onnx_bytes, torchscript_bytes
 from pgdeploy.export.reference import GraphFn, TorchAgent
 from pgdeploy.export.verify import (
@@ -83,7 +80,7 @@ def export_checkpoint(
             f"checkpoint weights {bad} hold NaN or infinity (the run diverged); nothing was written"
         )
     folder = Path(out_dir) if out_dir is not None else Path(checkpoint_path).parent
-    folder.mkdir(parents=True, exist_ok=True)
+    check_writable(folder, [name for _, name, _ in _FORMATS])
     policy = checkpoint.build_policy()
     verify_env, notices = verification_env(checkpoint.spec.env_id, env_id, trust_env_module)
     if verify_env is None:
@@ -104,36 +101,35 @@ def export_checkpoint(
         reference[0], logit_error_bound(policy, obs), policy.nvec, atol
     )
     deployable = DeployablePolicy(policy).eval()
+    staged: list[tuple[Path, Path]] = []
     checks = []
-    for fmt, name, payload, loader in (
-        ("onnx", "model.onnx", onnx_bytes(deployable, checkpoint), _onnx_graph),
-        (
-            "torchscript",
-            "model.torchscript.pt",
-            torchscript_bytes(deployable, checkpoint),
-            _torchscript_graph,
-        ),
-    ):
-        with _staged(folder / name, payload) as staged:
+    try:
+        for fmt, name, build in _FORMATS:
+            final = folder / name
+            staged.append((stage_bytes(final, build(deployable, checkpoint)), final))
             try:
-                graph = loader(staged)
+                graph = _LOADERS[fmt](staged[-1][0])
             except ModelLoadError as exc:  # e.g. the runtime's probe finds NaN probabilities
                 raise ExportVerificationError(
-                    f"{fmt} export fails the runtime's load checks: {exc}; nothing was written"
+                    f"{fmt} export fails the runtime's load checks: {exc}; "
+                    f"nothing was written ({folder} was left as it was)"
                 ) from exc
-            check = compare(
-                fmt, folder / name, graph, checkpoint.spec, obs, uniforms, reference, tolerance
-            )
+            check = compare(fmt, final, graph, checkpoint.spec, obs, uniforms, reference, tolerance)
             if not check.passed:  # NaN fails too: the ratio comparison is "<= 1.0"
                 raise ExportVerificationError(
                     f"{fmt} export differs from the PyTorch policy: max |dp| = "
                     f"{check.max_abs_diff:.3g}, {check.max_tolerance_ratio:.3g}x the float32 "
                     f"tolerance (atol floor {atol:.3g}), "
                     f"{check.greedy_mismatches} greedy and {check.sampled_mismatches} sampled "
-                    f"action mismatches over {len(obs)} observations; nothing was written"
+                    f"action mismatches over {len(obs)} observations; nothing was written "
+                    f"({folder} was left as it was)"
                 )
-            os.replace(staged, folder / name)
-        checks.append(check)
+            checks.append(check)
+        commit_staged(staged)
+    finally:
+        for temp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
     return ExportReport(
         onnx=checks[0],
         torchscript=checks[1],
@@ -165,15 +161,11 @@ def _torchscript_graph(path: Path) -> GraphFn:
     return module  # type: ignore[no-any-return]
 
 
-@contextlib.contextmanager
-def _staged(final: Path, payload: bytes) -> Iterator[Path]:
-    """A complete temp copy of ``payload`` beside ``final``; removed unless renamed into place."""
-    fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
-    os.close(fd)
-    staged = Path(name)
-    try:
-        atomic_write_bytes(staged, payload)
-        yield staged
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            staged.unlink()
+_FORMATS = (
+    ("onnx", "model.onnx", onnx_bytes),
+    ("torchscript", "model.torchscript.pt", torchscript_bytes),
+)
+_LOADERS: dict[str, Callable[[Path], GraphFn | Agent]] = {
+    "onnx": _onnx_graph,
+    "torchscript": _torchscript_graph,
+}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pgdeploy.errors import InvalidArgumentError
 from pgdeploy.runtime.agent import Agent
 
 
@@ -73,6 +75,14 @@ def batch_throughput(agent: Agent, batch_size: int, *, repeats: int = 20) -> Thr
 def run_bench(
     agent: Agent, *, batch_sizes: tuple[int, ...] = (1, 64, 4096, 65536), calls: int = 20_000
 ) -> dict[str, Any]:
+    """Act latency over ``calls`` calls and act_batch throughput at each batch size."""
+    if isinstance(calls, bool) or not isinstance(calls, int) or calls < 1:
+        raise InvalidArgumentError(f"calls must be an integer >= 1, got {calls!r}")
+    bad = [n for n in batch_sizes if isinstance(n, bool) or not isinstance(n, int) or n < 1]
+    if bad or not batch_sizes:
+        raise InvalidArgumentError(
+            f"batch sizes must be one or more integers >= 1, got {list(batch_sizes)}"
+        )
     return {
         "model": str(agent.path),
         "fast_path": agent.uses_fast_path,
@@ -80,3 +90,16 @@ def run_bench(
         "act": asdict(act_latency(agent, calls=calls)),
         "act_batch": [asdict(batch_throughput(agent, n)) for n in batch_sizes],
     }
+
+
+def bench_model(
+    path: str | Path,
+    *,
+    threads: int = 1,
+    batch_threads: int | None = None,
+    batch_sizes: tuple[int, ...] = (1, 64, 4096, 65536),
+    calls: int = 20_000,
+) -> dict[str, Any]:
+    """Load ``path`` and :func:`run_bench` it (what ``pgdeploy bench`` prints)."""
+    agent = Agent.load(path, seed=0, threads=threads, batch_threads=batch_threads)
+    return run_bench(agent, batch_sizes=batch_sizes, calls=calls)

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from pgdeploy.errors import InvalidArgumentError
+
 
 class Env(Protocol):
     def reset(self, *, seed: int | None = None) -> tuple[Any, dict[str, Any]]: ...
@@ -52,6 +54,11 @@ class PlayReport:
     def mean_return(self) -> float:
         return float(self.returns.mean()) if self.episodes else float("nan")
 
+    @property
+    def std_return(self) -> float:
+        """Population standard deviation of the returns (0 for one episode)."""
+        return float(self.returns.std()) if self.episodes else float("nan")
+
     def act_latency_us(self, percentile: float) -> float:
         return float(np.percentile(self.act_ns, percentile)) / 1e3 if self.act_ns else float("nan")
 
@@ -69,13 +76,15 @@ def play(
     seed: int | None = None,
     max_steps: int | None = None,
     on_step: Callable[[Any, int, float], None] | None = None,
+    on_episode: Callable[[int, EpisodeResult], None] | None = None,
 ) -> PlayReport:
     """Play ``episodes`` episodes; ``seed`` seeds the first ``reset`` (gymnasium's convention).
 
-    ``on_step(obs, action, reward)`` is called after every step (e.g. to render or log).
+    ``on_step(obs, action, reward)`` is called after every step (e.g. to render or log);
+    ``on_episode(index, result)`` as each episode finishes.
     """
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise InvalidArgumentError(f"episodes must be an integer >= 1, got {episodes!r}")
     report = PlayReport()
     clock = time.perf_counter_ns
     loop_start = clock()
@@ -96,6 +105,9 @@ def play(
                 on_step(obs, action, float(reward))
             if max_steps is not None and length >= max_steps:
                 truncated = True
-        report.episodes.append(EpisodeResult(total, length, bool(terminated), bool(truncated)))
+        result = EpisodeResult(total, length, bool(terminated), bool(truncated))
+        report.episodes.append(result)
+        if on_episode is not None:
+            on_episode(index, result)
     report.loop_ns = clock() - loop_start
     return report

@@ -10,6 +10,8 @@ TorchScript, ONNX and any other language that is handed the same uniforms.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -47,6 +49,15 @@ class UniformStream:
     def __init__(self, seed: SeedLike = None) -> None:
         self._rng = np.random.default_rng(seed)
         self._buffer: list[float] = []
+        self._pos = 0
+
+    def get_state(self) -> dict[str, Any]:
+        """Plain data (JSON-safe) from which :meth:`set_state` continues the same stream."""
+        return {"rng": self._rng.bit_generator.state, "buffer": self._buffer[self._pos :]}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._rng.bit_generator.state = state["rng"]
+        self._buffer = [float(v) for v in state["buffer"]]
         self._pos = 0
 
     def next(self) -> float:

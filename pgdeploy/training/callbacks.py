@@ -1,26 +1,34 @@
-"""Training callbacks: per-iteration stats, the metrics file, progress and TensorBoard.
+"""Training callbacks: per-iteration stats, the metrics file's text, progress and TensorBoard.
 
 A callback is any callable taking :class:`IterationStats`; ``close()`` is called at the end.
+The metrics file itself is written by :class:`~pgdeploy.training.run_folder.RunFolder` at
+every checkpoint, from the run's whole history, so it always matches the checkpoint.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TextIO
+from typing import TextIO
 
 from pgdeploy._optional import require
 
 
 @dataclass(frozen=True)
 class IterationStats:
-    """What one iteration did; passed to callbacks and written to the metrics file."""
+    """What one iteration did; passed to callbacks and written to the metrics file.
+
+    Counters count the whole run, resumed parts included. ``wall_seconds`` is the run's
+    training time so far (all parts); ``steps_per_second`` is this process's env steps over
+    this process's time, so a resumed run reports its own speed.
+    """
 
     iteration: int
     env_steps: int
@@ -40,28 +48,21 @@ Callback = Callable[[IterationStats], None]
 FIELDS = [f.name for f in dataclasses.fields(IterationStats)]
 
 
-class MetricsWriter:
-    """A training callback appending one row per iteration to CSV or JSONL (by suffix)."""
+def metrics_text(history: Sequence[IterationStats], *, jsonl: bool) -> str:
+    """The whole metrics file for ``history``: CSV with a header, or one JSON object a line.
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._jsonl = self.path.suffix == ".jsonl"
-        self._file: IO[str] = self.path.open("w", newline="")
-        self._csv = None if self._jsonl else csv.DictWriter(self._file, fieldnames=FIELDS)
-        if self._csv is not None:
-            self._csv.writeheader()
-
-    def __call__(self, stats: IterationStats) -> None:
-        row = dataclasses.asdict(stats)
-        if self._csv is not None:
-            self._csv.writerow(row)
-        else:
-            self._file.write(json.dumps(row) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
+    Floats are written with ``repr``, so reading the file back gives the same numbers.
+    """
+    buffer = io.StringIO(newline="")
+    if jsonl:
+        for stats in history:
+            buffer.write(json.dumps(dataclasses.asdict(stats)) + "\n")
+        return buffer.getvalue()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for stats in history:
+        writer.writerow(dataclasses.asdict(stats))
+    return buffer.getvalue()
 
 
 class TensorBoardWriter:

@@ -4,7 +4,11 @@ Layout (``format_version`` 1)::
 
     {"format_version": 1, "pgdeploy_version": str, "config": TrainConfig.to_dict(),
      "spec": PolicySpec.to_dict(), "state_dict": {name: Tensor} (weights + obs statistics),
-     "training": summary dict, "resume": {optimizer state, counters, RNG states}}
+     "training": summary dict, "resume": {optimizer state, counters, RNG states, history}}
+
+The ``resume`` section holds the run's whole metrics history (one float64 row per
+iteration), so the checkpoint alone describes the run: the metrics file and the learning
+curve beside it are regenerated from it at every save, and a resumed run continues them.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import pickle
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from math import nan
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,7 @@ from pgdeploy import __version__
 from pgdeploy._io import atomic_write
 from pgdeploy.errors import CheckpointError, ConfigError
 from pgdeploy.spec import FORMAT_VERSION, READABLE_VERSIONS, PolicySpec
+from pgdeploy.training.callbacks import FIELDS, IterationStats
 from pgdeploy.training.checkpoint_safety import (
     MAX_CHECKPOINT_BYTES,
     check_plain_data,
@@ -48,6 +54,8 @@ class Checkpoint:
     training: dict[str, Any] = field(default_factory=dict)
     resume: dict[str, Any] = field(default_factory=dict)
     pgdeploy_version: str = __version__
+    path: Path | None = field(default=None, compare=False)
+    """The file it was loaded from (None when built in memory)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,13 +73,7 @@ class Checkpoint:
         policy = SoftmaxPolicy(
             self.spec, hidden_sizes=self.config.hidden_sizes, obs_clip=self.config.obs_clip
         )
-        try:
-            policy.load_state_dict(self.state_dict)
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"checkpoint weights do not fit its own config "
-                f"(hidden_sizes={list(self.config.hidden_sizes)}): {str(exc).splitlines()[0]}"
-            ) from exc
+        load_policy_state(policy, self.state_dict, source="checkpoint")
         return policy.eval()
 
 
@@ -110,7 +112,9 @@ def load_checkpoint(
     except Exception as exc:
         raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {exc}") from exc
     check_plain_data(data, source=repr(str(path)))
-    return checkpoint_from_dict(data, source=repr(str(path)))
+    checkpoint = checkpoint_from_dict(data, source=repr(str(path)))
+    checkpoint.path = path
+    return checkpoint
 
 
 def _unpickler_reason(exc: Exception) -> str:
@@ -160,11 +164,30 @@ def checkpoint_from_dict(data: Any, *, source: str) -> Checkpoint:
 def _check_weights(
     state: Mapping[str, torch.Tensor], config: TrainConfig, spec: PolicySpec, *, source: str
 ) -> None:
-    """Names and shapes of the weights must be those the checkpoint's own config builds."""
+    """Names, shapes and dtypes of the weights must be those the checkpoint's config builds."""
     with torch.device("meta"):  # shapes only: nothing is allocated for a hostile config
-        expected = SoftmaxPolicy(
-            spec, hidden_sizes=config.hidden_sizes, obs_clip=config.obs_clip
-        ).state_dict()
+        policy = SoftmaxPolicy(spec, hidden_sizes=config.hidden_sizes, obs_clip=config.obs_clip)
+    _check_state(
+        state,
+        policy.state_dict(),
+        source=source,
+        hint=f"obs_dim={spec.obs_dim}, "
+        f"n_actions={spec.n_actions}, hidden_sizes={list(config.hidden_sizes)}",
+    )
+
+
+def load_policy_state(
+    policy: SoftmaxPolicy, state: Mapping[str, torch.Tensor], *, source: str
+) -> None:
+    """Load weights and statistics into ``policy`` with names, shapes and dtypes checked
+    first (``load_state_dict`` would cast dtypes silently); nothing changes on a mismatch."""
+    _check_state(state, policy.state_dict(), source=source, hint="the policy being loaded")
+    policy.load_state_dict(state)
+
+
+def _check_state(
+    state: Mapping[str, Any], expected: Mapping[str, torch.Tensor], *, source: str, hint: str
+) -> None:
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -173,22 +196,32 @@ def _check_weights(
             f"unexpected {unexpected}"
         )
     for name, want in expected.items():
-        if tuple(state[name].shape) != tuple(want.shape):
+        got = state[name]
+        if not isinstance(got, torch.Tensor):
+            raise CheckpointError(f"{source} state_dict[{name!r}] is not a tensor")
+        if tuple(got.shape) != tuple(want.shape):
             raise CheckpointError(
-                f"{source} state_dict[{name!r}] has shape {tuple(state[name].shape)}, expected "
-                f"{tuple(want.shape)} for obs_dim={spec.obs_dim}, n_actions={spec.n_actions}, "
-                f"hidden_sizes={list(config.hidden_sizes)}"
+                f"{source} state_dict[{name!r}] has shape {tuple(got.shape)}, expected "
+                f"{tuple(want.shape)} for {hint}"
+            )
+        if got.dtype != want.dtype:
+            raise CheckpointError(
+                f"{source} state_dict[{name!r}] has dtype {got.dtype}, expected {want.dtype}"
             )
 
 
 # --- Resuming -------------------------------------------------------------------------
 # A checkpoint's ``resume`` section carries what the weights alone do not: the optimiser's
-# moments and step count, the env-step, episode and iteration counters, and the window of
-# recent returns the solved check averages. Envs restart from fresh episodes (an env's
-# internal state is not saved); their seed is derived from ``(seed, iterations)``, so
-# resuming the same checkpoint twice gives the same run.
+# moments and step count, the env-step, episode and iteration counters, the window of
+# recent returns the solved check averages, the run's metrics history, and the RNG states
+# of the envs and the action sampler. Every iteration starts with a reset of all envs, so
+# restoring those RNG states continues a run exactly where it stopped: a run split into
+# resumed parts equals one run (for envs whose reset depends only on their np_random).
+# Older checkpoints without RNG states get a seed derived from ``(seed, iterations)``.
 
 _COUNTERS = ("env_steps", "episodes", "iterations")
+#: Config fields that define the policy's function; a resume may not change them.
+POLICY_FIELDS = ("env_id", "hidden_sizes", "normalize_obs", "obs_clip")
 
 
 @dataclass(frozen=True)
@@ -200,6 +233,10 @@ class ResumeState:
     iterations: int
     window: tuple[float, ...]
     optimizer: dict[str, Any]
+    history: tuple[IterationStats, ...] = ()
+    steps_to_solve: int | None = None
+    wall_seconds: float = 0.0
+    rng: str | None = None
 
     def collector_seed(self, seed: int) -> int:
         """A seed for the envs and sampler of the resumed run, distinct per resume point."""
@@ -207,11 +244,11 @@ class ResumeState:
 
     def restore(self, checkpoint: Checkpoint, policy: SoftmaxPolicy, optimizer: Adam) -> None:
         """Load the weights, observation statistics and optimiser state into a fresh run."""
-        policy.load_state_dict(checkpoint.state_dict)
+        load_policy_state(policy, checkpoint.state_dict, source="checkpoint")
         try:
             optimizer.load_state_dict(self.optimizer)
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"cannot restore the optimiser state: {exc}") from exc
+        except CheckpointError as exc:
+            raise CheckpointError(f"cannot restore the optimiser: {exc}") from exc
 
 
 def resume_state(checkpoint: Checkpoint) -> ResumeState:
@@ -232,13 +269,32 @@ def resume_state(checkpoint: Checkpoint) -> ResumeState:
     try:
         counters = {key: int(saved[key]) for key in _COUNTERS}
         window = tuple(float(v) for v in saved["window"])
-    except (TypeError, ValueError) as exc:
+        solve = saved.get("steps_to_solve")
+        rng = saved.get("rng")
+        return ResumeState(
+            **counters,
+            window=window,
+            optimizer=dict(saved["optimizer"]),
+            history=decode_history(saved.get("history")),
+            steps_to_solve=None if solve is None else int(solve),
+            wall_seconds=float(saved.get("wall_seconds", 0.0)),
+            rng=rng if isinstance(rng, str) else None,
+        )
+    except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"checkpoint has a malformed 'resume' section: {exc}") from exc
-    return ResumeState(**counters, window=window, optimizer=dict(saved["optimizer"]))
 
 
 def resume_payload(
-    optimizer: Adam, *, env_steps: int, episodes: int, iterations: int, window: list[float]
+    optimizer: Adam,
+    *,
+    env_steps: int,
+    episodes: int,
+    iterations: int,
+    window: list[float],
+    history: list[IterationStats] | tuple[IterationStats, ...] = (),
+    steps_to_solve: int | None = None,
+    wall_seconds: float = 0.0,
+    rng: str | None = None,
 ) -> dict[str, Any]:
     """The ``resume`` section :func:`pgdeploy.training.train.train` writes into every checkpoint."""
     return {
@@ -247,7 +303,78 @@ def resume_payload(
         "episodes": episodes,
         "iterations": iterations,
         "window": list(window),
+        "history": encode_history(history),
+        "steps_to_solve": steps_to_solve,
+        "wall_seconds": wall_seconds,
+        "rng": rng,
     }
+
+
+def encode_history(history: list[IterationStats] | tuple[IterationStats, ...]) -> dict[str, Any]:
+    """One float64 row per iteration (exact for the counters, which stay below 2**53)."""
+    rows = [[float(getattr(stats, name)) for name in FIELDS] for stats in history]
+    tensor = torch.tensor(rows, dtype=torch.float64).reshape(len(rows), len(FIELDS))
+    return {"fields": list(FIELDS), "rows": tensor}
+
+
+def decode_history(data: Any) -> tuple[IterationStats, ...]:
+    """Rows back to IterationStats by field name: a field this version lacks is dropped, one
+    the checkpoint lacks is NaN (the counters must be there)."""
+    if data is None:
+        return ()
+    fields, rows = list(data["fields"]), data["rows"]
+    if not isinstance(rows, torch.Tensor) or rows.ndim != 2 or rows.shape[1] != len(fields):
+        raise ValueError(f"history must be a (rows, {len(fields)}) tensor")
+    missing = sorted(_INT_FIELDS - set(fields))
+    if missing:
+        raise ValueError(f"history lacks {missing}")
+    decoded = []
+    for row in rows.tolist():
+        values = dict(zip(fields, row, strict=True))
+        decoded.append(
+            IterationStats(
+                **{
+                    name: int(values[name]) if name in _INT_FIELDS else values.get(name, nan)
+                    for name in FIELDS
+                }
+            )
+        )
+    return tuple(decoded)
+
+
+_INT_FIELDS = {"iteration", "env_steps", "episodes"}
+
+
+def check_resumable(checkpoint: Checkpoint, config: TrainConfig) -> None:
+    """Refuse, before any work, a config that cannot continue ``checkpoint``'s run: one that
+    changes the policy's function (env, network) or whose budget is already spent."""
+    for name in POLICY_FIELDS:
+        was, now = getattr(checkpoint.config, name), getattr(config, name)
+        if was != now:
+            raise CheckpointError(
+                f"cannot resume: {name} differs (the run has {_show(was)}, the new config "
+                f"{_show(now)}); a resumed run keeps its policy, so start a new run instead"
+            )
+    done = int(checkpoint.resume.get("env_steps", 0))
+    if done >= config.total_timesteps:
+        raise CheckpointError(
+            f"cannot resume: the run has already spent its budget ({done} env steps of "
+            f"total_timesteps={config.total_timesteps}); raise total_timesteps to train further"
+        )
+
+
+def check_same_spaces(checkpoint: Checkpoint, spec: PolicySpec) -> None:
+    """The env must still have the spaces the run was trained on."""
+    was, now = checkpoint.spec, spec
+    if (was.obs_dim, was.n_actions) != (now.obs_dim, now.n_actions):
+        raise CheckpointError(
+            f"cannot resume: {now.env_id} now has obs_dim {now.obs_dim} and {now.n_actions} "
+            f"actions, the run was trained with obs_dim {was.obs_dim} and {was.n_actions}"
+        )
+
+
+def _show(value: Any) -> str:
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
 
 
 def resume_config(

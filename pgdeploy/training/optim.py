@@ -9,9 +9,12 @@ matches ``torch.optim.Adam`` step for step.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
+
+from pgdeploy.errors import CheckpointError
 
 
 class Adam:
@@ -50,11 +53,41 @@ class Adam:
     def state_dict(self) -> dict[str, object]:
         return {"step": self.step_count, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        self.step_count = int(state["step"])  # type: ignore[call-overload]
-        for mine, saved in (
-            (self.exp_avg, state["exp_avg"]),
-            (self.exp_avg_sq, state["exp_avg_sq"]),
-        ):
-            for dst, src in zip(mine, saved, strict=True):  # type: ignore[call-overload]
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict`, refusing anything that does not fit these parameters.
+
+        Every moment must be a tensor with the parameter's shape and dtype, one per parameter:
+        ``copy_`` would broadcast a wrong shape and ``zip`` would drop a missing tensor.
+        Nothing is changed unless the whole state fits.
+        """
+        missing = sorted({"step", "exp_avg", "exp_avg_sq"} - set(state))
+        if missing:
+            raise CheckpointError(f"optimizer state lacks {missing}")
+        step = state["step"]
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise CheckpointError(f"optimizer state 'step' must be an integer >= 0, got {step!r}")
+        moments = [self._checked_moments(name, state[name]) for name in ("exp_avg", "exp_avg_sq")]
+        self.step_count = step
+        for mine, saved in zip((self.exp_avg, self.exp_avg_sq), moments, strict=True):
+            for dst, src in zip(mine, saved, strict=True):
                 dst.copy_(src)
+
+    def _checked_moments(self, name: str, saved: Any) -> list[torch.Tensor]:
+        if not isinstance(saved, (list, tuple)) or len(saved) != len(self.params):
+            got = len(saved) if isinstance(saved, (list, tuple)) else type(saved).__name__
+            raise CheckpointError(
+                f"optimizer state {name!r} must hold {len(self.params)} tensors, one per "
+                f"parameter, got {got}"
+            )
+        for index, (param, value) in enumerate(zip(self.params, saved, strict=True)):
+            if not isinstance(value, torch.Tensor):
+                raise CheckpointError(
+                    f"optimizer state {name}[{index}] is a {type(value).__name__}, "
+                    "expected a tensor"
+                )
+            if value.shape != param.shape or value.dtype != param.dtype:
+                raise CheckpointError(
+                    f"optimizer state {name}[{index}] has shape {tuple(value.shape)} and dtype "
+                    f"{value.dtype}, expected {tuple(param.shape)} and {param.dtype}"
+                )
+        return list(saved)

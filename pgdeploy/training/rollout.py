@@ -7,6 +7,7 @@ interface can run on remote workers (e.g. Ray actors) for slow simulators.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -141,6 +142,36 @@ class RolloutCollector:
             lengths=lengths,
             episode_returns=rewards_arr.sum(axis=0, dtype=np.float64),
         )
+
+    def rng_state(self) -> str:
+        """The envs' and the sampler's RNG states as JSON (what a resumed run continues from).
+
+        Every :meth:`collect` resets all envs first, so between collects these states are
+        all the randomness a run carries forward.
+        """
+        envs = [g.bit_generator.state for g in self._env_generators()]
+        return json.dumps({"envs": envs, "uniforms": self.uniforms.get_state()})
+
+    def restore_rng_state(self, state: str) -> None:
+        """Continue from :meth:`rng_state`; the next collect resets the envs without a seed."""
+        data = json.loads(state)
+        generators = self._env_generators()
+        if len(data["envs"]) != len(generators):
+            raise ValueError(
+                f"RNG state for {len(data['envs'])} envs, this collector has {len(generators)}"
+            )
+        for generator, saved in zip(generators, data["envs"], strict=True):
+            generator.bit_generator.state = saved
+        self.uniforms.set_state(data["uniforms"])
+        self._next_seed = None
+
+    def _env_generators(self) -> list[np.random.Generator]:
+        """The generators the envs draw resets from: one per env, or one for a numpy vector env."""
+        if self._next_seed is not None:  # seed them first, as the first collect would
+            self.envs.reset(seed=self._next_seed)
+            self._next_seed = None
+        generators = self.envs.np_random
+        return list(generators) if isinstance(generators, tuple) else [generators]
 
     def close(self) -> None:
         self.envs.close()

@@ -25,6 +25,12 @@ Choices, all in :class:`~pgdeploy.training.config.TrainConfig`, measured on Cart
   sampling contract, a third of the per-step cost of the nn.Module path.
 - A hand-written Adam (:mod:`pgdeploy.training.optim`): ``torch.optim`` costs ~1.3 s of imports.
 - One torch thread: the network is tiny, threads only add synchronisation.
+
+Saving (``out_dir``): the run's artefacts are saved as one set
+(:mod:`pgdeploy.training.run_folder`) every ``checkpoint_every`` iterations and/or
+``checkpoint_seconds``, at the end, and when ``should_stop`` asks (Ctrl-C/SIGTERM through
+:mod:`pgdeploy.training.signals`). A resumed run continues its counters, history,
+optimiser and RNG states (:mod:`pgdeploy.training.checkpoint`).
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +49,26 @@ import torch
 
 from pgdeploy import __version__
 from pgdeploy.envs import policy_spec
+from pgdeploy.errors import CheckpointError
+from pgdeploy.spec import PolicySpec
 from pgdeploy.training.callbacks import Callback, IterationStats
-from pgdeploy.training.checkpoint import Checkpoint, resume_payload, resume_state, save_checkpoint
+from pgdeploy.training.checkpoint import (
+    Checkpoint,
+    ResumeState,
+    check_resumable,
+    check_same_spaces,
+    resume_payload,
+    resume_state,
+    save_checkpoint,
+)
 from pgdeploy.training.collector import Collector, make_collector
 from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.outcome import health_warnings
 from pgdeploy.training.policy import SoftmaxPolicy
-from pgdeploy.training.reinforce import ReinforceLearner
+from pgdeploy.training.reinforce import ReinforceLearner, UpdateStats
+from pgdeploy.training.rollout import EpisodeBatch, RolloutCollector
+from pgdeploy.training.run_folder import RunFolder
+from pgdeploy.training.run_state import RunState
 
 
 @dataclass(frozen=True)
@@ -56,141 +76,244 @@ class TrainResult:
     checkpoint: Checkpoint
     checkpoint_path: Path | None
     history: list[IterationStats]
+    """The whole run's iterations, those of resumed-from parts included."""
+    new_iterations: int = 0
+    """How many of them this call ran."""
+    interrupted: str | None = None
+    """The signal (``"SIGINT"``, ``"SIGTERM"``) that stopped the run early, else None."""
 
     @property
     def summary(self) -> dict[str, Any]:
         return self.checkpoint.training
 
+    @property
+    def solved(self) -> bool:
+        return bool(self.summary.get("solved"))
+
+
+def checkpoint_due(config: TrainConfig, *, iterations: int, seconds: float) -> bool:
+    """Whether a periodic save is due, ``iterations`` and ``seconds`` after the last one."""
+    by_count = config.checkpoint_every > 0 and iterations >= config.checkpoint_every
+    by_time = config.checkpoint_seconds > 0 and seconds >= config.checkpoint_seconds
+    return by_count or by_time
+
 
 def train(
     config: TrainConfig,
     *,
-    out_dir: str | Path | None = None,
+    out_dir: str | Path | RunFolder | None = None,
     callbacks: tuple[Callback, ...] = (),
     resume_from: Checkpoint | None = None,
+    should_stop: Callable[[], str | None] | None = None,
     collector: Collector | None = None,
 ) -> TrainResult:
-    """Run REINFORCE until solved or out of budget; write ``out_dir/model.pt`` if given.
+    """Run REINFORCE until solved or out of budget, saving the run into ``out_dir`` if given.
 
-    ``resume_from`` continues that checkpoint's run (see :mod:`pgdeploy.training.checkpoint`);
-    its counters count against ``config.total_timesteps``. ``collector`` replaces the one
-    the config describes (e.g. a :class:`~pgdeploy.training.ray_collector.RayCollector` the
-    caller keeps, to read its timings); training closes it either way.
+    ``resume_from`` continues that checkpoint's run (see :mod:`pgdeploy.training.checkpoint`):
+    its counters count against ``config.total_timesteps``, and a config that changes the
+    policy (env, network) is refused before any work. ``should_stop`` is asked after every
+    iteration; a non-None answer (a reason, e.g. a signal name) saves the run and returns
+    with ``interrupted`` set. ``collector`` replaces the one the config describes (e.g. a
+    :class:`~pgdeploy.training.ray_collector.RayCollector` the caller keeps, to read its
+    timings); training closes it either way.
     """
-    start = time.perf_counter()
     torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
     spec = policy_spec(config.env_id)
-    threshold = (
-        config.solve_threshold if config.solve_threshold is not None else spec.reward_threshold
-    )
+    if resume_from is not None:
+        check_resumable(resume_from, config)
+        check_same_spaces(resume_from, spec)
+    folder = RunFolder(out_dir) if isinstance(out_dir, (str, Path)) else out_dir
     policy = SoftmaxPolicy(spec, hidden_sizes=config.hidden_sizes, obs_clip=config.obs_clip)
     learner = ReinforceLearner(policy, config)
-    resumed = None
-    if resume_from is not None:
-        resumed = resume_state(resume_from)
+    resumed = resume_state(resume_from) if resume_from is not None else None
+    if resumed is not None and resume_from is not None:
         resumed.restore(resume_from, policy, learner.optimizer)
-    if resumed is not None and learner.value is not None:
-        value_state = resume_from.resume.get("value") if resume_from is not None else None
-        if isinstance(value_state, dict):
+        value_state = resume_from.resume.get("value")
+        if learner.value is not None and isinstance(value_state, dict):
             learner.value.load_state_dict(value_state)
-    if collector is None:
-        seed = resumed.collector_seed(config.seed) if resumed else config.seed
-        collector = make_collector(config, spec, seed=seed)
-    best = BestPolicy()
-    returns_seen: set[float] = set()
-    window: deque[float] = deque(resumed.window if resumed else (), maxlen=config.solve_window)
-    history: list[IterationStats] = []
-    env_steps, episodes, done_iterations = (
-        (resumed.env_steps, resumed.episodes, resumed.iterations) if resumed else (0, 0, 0)
-    )
-    steps_to_solve: int | None = None
+    collector = _collector(config, spec, resumed, collector)
+    run = _Run(config, spec, learner, collector, RunState.begin(config, resumed))
+    saves = PeriodicSaves(config, folder)
+    interrupted = None
     try:
-        while env_steps < config.total_timesteps:
-            batch = collector.collect(policy.state_dict())
-            update = learner.update(batch, progress=env_steps / config.total_timesteps)
-            env_steps += batch.env_steps
-            episodes += len(batch.lengths)
-            # Episodes enter the window in the order they finished (shortest first).
-            order = np.argsort(batch.lengths, kind="stable")
-            window.extend(batch.episode_returns[order].tolist())
-            if len(returns_seen) < 2:
-                returns_seen.update(batch.episode_returns.tolist())
-            wall = time.perf_counter() - start
-            stats = IterationStats(
-                iteration=done_iterations + len(history) + 1,
-                env_steps=env_steps,
-                episodes=episodes,
-                batch_mean_return=float(batch.episode_returns.mean()),
-                window_mean_return=float(np.mean(window)),
-                batch_mean_length=float(batch.lengths.mean()),
-                loss=update.loss,
-                entropy=update.entropy,
-                grad_norm=update.grad_norm,
-                wall_seconds=wall,
-                steps_per_second=env_steps / wall,
-            )
-            history.append(stats)
-            if len(window) == window.maxlen:
-                best.offer(stats.window_mean_return, env_steps, policy)
+        while run.state.env_steps < config.total_timesteps:
+            progress = run.state.env_steps / config.total_timesteps
+            stats = run.state.record(*_iteration(collector, learner, policy, progress))
+            run.observe(stats)
             for callback in callbacks:
                 callback(stats)
-            solved = (
-                threshold is not None
-                and len(window) == window.maxlen
-                and stats.window_mean_return >= threshold
-            )
-            if solved and steps_to_solve is None:
-                steps_to_solve = env_steps
-            if solved and config.stop_on_solve:
+            if run.solved() and config.stop_on_solve:
                 break
+            interrupted = should_stop() if should_stop is not None else None
+            if interrupted is not None:
+                break
+            saves.after_iteration(run.state.new_iterations, run.snapshot)
+        final = run.snapshot(interrupted)
     finally:
         collector.close()
-    summary = _summary(config, history, threshold, steps_to_solve, time.perf_counter() - start)
-    summary.update(best.summary())
-    if steps_to_solve is None and len(returns_seen) == 1 and history:
-        summary["stop_reason"] += (
-            f"; every episode returned {returns_seen.pop():g}, so the returns carried no "
-            "learning signal (a sparse reward that random actions never reach, as in "
-            "MountainCar); REINFORCE cannot learn that in any budget: shape the reward "
-            "with a gymnasium wrapper or use an algorithm that explores"
-        )
-    elif steps_to_solve is None and threshold is not None and history:
-        kept = (
-            f"best mean of {config.solve_window} episodes {best.mean_return:.4g}, kept in "
-            f"{BEST_CHECKPOINT}"
-            if best.state is not None
-            else f"fewer than {config.solve_window} episodes finished"
-        )
-        summary["stop_reason"] += (
-            f" without reaching the reward threshold {threshold:g} ({kept}); try a larger "
-            "total_timesteps, or a preset or lower learning_rate"
-        )
-    resume = resume_payload(
-        learner.optimizer,
-        env_steps=env_steps,
-        episodes=episodes,
-        iterations=done_iterations + len(history),
-        window=list(window),
+    path = final.save_to(folder) if folder is not None and run.state.iterations > 0 else None
+    return TrainResult(
+        checkpoint=final.checkpoint,
+        checkpoint_path=path,
+        history=run.state.history,
+        new_iterations=run.state.new_iterations,
+        interrupted=interrupted,
     )
-    if learner.value is not None:
-        resume["value"] = learner.value.state_dict()
-    checkpoint = Checkpoint(
-        config=config,
-        spec=spec,
-        state_dict=policy.state_dict(),
-        training=summary,
-        resume=resume,
-    )
-    path = None
-    if out_dir is not None:
-        path = save_checkpoint(Path(out_dir) / "model.pt", checkpoint)
-        if best.state is not None:
-            best_checkpoint = dataclasses.replace(
-                checkpoint, state_dict=best.state, training={**summary, "best": True}, resume={}
+
+
+class PeriodicSaves:
+    """Saves the run into ``folder`` whenever :func:`checkpoint_due` says so (no folder: never)."""
+
+    def __init__(self, config: TrainConfig, folder: RunFolder | None) -> None:
+        self.config, self.folder = config, folder
+        self.last = (0, time.perf_counter())
+
+    def after_iteration(self, iterations: int, snapshot: Callable[[], _Snapshot]) -> bool:
+        """Save if due, ``iterations`` being this call's count so far; True when it saved."""
+        if self.folder is None:
+            return False
+        since = (iterations - self.last[0], time.perf_counter() - self.last[1])
+        if not checkpoint_due(self.config, iterations=since[0], seconds=since[1]):
+            return False
+        snapshot().save_to(self.folder)
+        self.last = (iterations, time.perf_counter())
+        return True
+
+
+def _iteration(
+    collector: Collector, learner: ReinforceLearner, policy: SoftmaxPolicy, progress: float
+) -> tuple[EpisodeBatch, UpdateStats]:
+    """One batch and one update; ``progress`` (0..1 of the budget) drives the lr schedule."""
+    batch = collector.collect(policy.state_dict())
+    return batch, learner.update(batch, progress=progress)
+
+
+def _collector(
+    config: TrainConfig, spec: PolicySpec, resumed: ResumeState | None, given: Collector | None
+) -> Collector:
+    """The run's collector; on resume, the local collector continues the saved RNG states
+    exactly, others (and checkpoints without them) get a seed derived from the resume point."""
+    exact = resumed is not None and resumed.rng is not None
+    seed = resumed.collector_seed(config.seed) if resumed and not exact else config.seed
+    collector = given if given is not None else make_collector(config, spec, seed=seed)
+    if resumed is not None and resumed.rng and isinstance(collector, RolloutCollector):
+        try:
+            collector.restore_rng_state(resumed.rng)
+        except (KeyError, TypeError, ValueError) as exc:
+            collector.close()
+            raise CheckpointError(f"checkpoint has a malformed RNG state: {exc}") from exc
+    return collector
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    checkpoint: Checkpoint
+    history: list[IterationStats]
+    best: Checkpoint | None = None
+
+    def save_to(self, folder: RunFolder) -> Path:
+        path = folder.save(self.checkpoint, self.history)
+        if self.best is not None:
+            save_checkpoint(folder.path / BEST_CHECKPOINT, self.best)
+        return path
+
+
+@dataclass
+class _Run:
+    """What a snapshot of the run is made of."""
+
+    config: TrainConfig
+    spec: PolicySpec
+    learner: ReinforceLearner
+    collector: Collector
+    state: RunState
+    best: BestPolicy = field(default_factory=lambda: BestPolicy())
+    returns_seen: set[float] = field(default_factory=set)
+
+    def observe(self, stats: IterationStats) -> None:
+        """Keep the best full solve window's weights, and whether returns ever varied."""
+        if len(self.state.window) == self.state.window.maxlen:
+            self.best.offer(stats.window_mean_return, stats.env_steps, self.learner.policy)
+        if len(self.returns_seen) < 2:
+            self.returns_seen.update(self.state.window)
+
+    @property
+    def threshold(self) -> float | None:
+        if self.config.solve_threshold is not None:
+            return self.config.solve_threshold
+        return self.spec.reward_threshold
+
+    def solved(self) -> bool:
+        return self.state.solved(self.threshold)
+
+    def snapshot(self, interrupted: str | None = None) -> _Snapshot:
+        """The run as it stands: a checkpoint with the summary and everything a resume needs."""
+        state = self.state
+        training = _summary(self.config, state, self.threshold, interrupted)
+        training.update(self.best.summary())
+        if not training["solved"] and interrupted is None:
+            training["stop_reason"] += _unsolved_hint(self, training)
+        checkpoint = Checkpoint(
+            config=self.config,
+            spec=self.spec,
+            state_dict={k: v.clone() for k, v in self.learner.policy.state_dict().items()},
+            training=training,
+            resume=resume_payload(
+                self.learner.optimizer,
+                env_steps=state.env_steps,
+                episodes=state.episodes,
+                iterations=state.iterations,
+                window=list(state.window),
+                history=state.history,
+                steps_to_solve=state.steps_to_solve,
+                wall_seconds=state.earlier_seconds + state.seconds,
+                rng=self._rng_state(),
+            ),
+        )
+        if self.learner.value is not None:
+            checkpoint.resume["value"] = self.learner.value.state_dict()
+        best = None
+        if self.best.state is not None:
+            best = dataclasses.replace(
+                checkpoint,
+                state_dict=self.best.state,
+                training={**training, "best": True},
+                resume={},
             )
-            save_checkpoint(Path(out_dir) / BEST_CHECKPOINT, best_checkpoint)
-    return TrainResult(checkpoint=checkpoint, checkpoint_path=path, history=history)
+        return _Snapshot(checkpoint, list(state.history), best)
+
+    def _rng_state(self) -> str | None:
+        """What an exact resume needs (the local collector's RNGs; None for other collectors)."""
+        if self.state.iterations == 0 or not isinstance(self.collector, RolloutCollector):
+            return None
+        return self.collector.rng_state()
+
+
+def _unsolved_hint(run: _Run, training: dict[str, Any]) -> str:
+    """Why an unsolved run ended where it did, and what to try."""
+    if not run.state.history:
+        return ""
+    if len(run.returns_seen) == 1:
+        (only,) = run.returns_seen
+        return (
+            f"; every episode returned {only:g}, so the returns carried no learning signal "
+            "(a sparse reward that random actions never reach, as in MountainCar); REINFORCE "
+            "cannot learn that in any budget: shape the reward with a gymnasium wrapper or "
+            "use an algorithm that explores"
+        )
+    if run.threshold is None:
+        return ""
+    kept = (
+        f"best mean of {run.config.solve_window} episodes {run.best.mean_return:.4g}, kept in "
+        f"{BEST_CHECKPOINT}"
+        if run.best.state is not None
+        else f"fewer than {run.config.solve_window} episodes finished"
+    )
+    return (
+        f" without reaching the reward threshold {run.threshold:g} ({kept}); try a larger "
+        "total_timesteps, or a preset or lower learning_rate"
+    )
 
 
 #: Written beside ``model.pt``: the weights with the best solve-window mean of the run.
@@ -223,30 +346,37 @@ class BestPolicy:
 
 
 def _summary(
-    config: TrainConfig,
-    history: list[IterationStats],
-    threshold: float | None,
-    steps_to_solve: int | None,
-    wall_seconds: float,
+    config: TrainConfig, state: RunState, threshold: float | None, interrupted: str | None
 ) -> dict[str, Any]:
-    last = history[-1] if history else None
-    solved = steps_to_solve is not None
-    if solved and config.stop_on_solve:
+    window_full = len(state.window) == state.window.maxlen
+    mean = float(np.mean(state.window)) if state.window else None
+    solved = threshold is not None and window_full and mean is not None and mean >= threshold
+    if interrupted is not None:
+        reason = f"interrupted by {interrupted}"
+    elif solved and config.stop_on_solve:
         reason = f"solved: mean of last {config.solve_window} episodes >= {threshold}"
     else:
         reason = f"budget of {config.total_timesteps} env steps spent"
+    seconds = state.seconds
     return {
         "env_id": config.env_id,
         "seed": config.seed,
         "solved": solved,
         "stop_reason": reason,
         "reward_threshold": threshold,
-        "steps_to_solve": steps_to_solve,
-        "env_steps": last.env_steps if last else 0,
-        "episodes": last.episodes if last else 0,
-        "iterations": last.iteration if last else 0,
-        "final_window_mean_return": last.window_mean_return if last else None,
-        "wall_seconds": round(wall_seconds, 3),
+        "solve_window": config.solve_window,
+        "window_full": window_full,
+        "steps_to_solve": state.steps_to_solve,
+        "env_steps": state.env_steps,
+        "episodes": state.episodes,
+        "iterations": state.iterations,
+        "final_window_mean_return": mean,
+        "wall_seconds": round(state.earlier_seconds + seconds, 3),
+        "env_steps_this_process": state.new_steps,
+        "seconds_this_process": round(seconds, 3),
+        "steps_per_second": round(state.new_steps / seconds, 1) if seconds > 0 else 0.0,
+        "warnings": health_warnings(state.history, solved=solved),
+        "interrupted": interrupted,
         "pgdeploy_version": __version__,
         "torch_version": str(torch.__version__),
         "gymnasium_version": gymnasium.__version__,

@@ -1,0 +1,62 @@
+"""Run folders never mix: one run per folder, fresh numbered folders, runs/latest a pointer."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+import tests.tiny_envs  # noqa: F401 - registers Guess-v0
+from pgdeploy.errors import RunFolderError, WriteError
+from pgdeploy.training.checkpoint import load_checkpoint
+from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.run import run_training
+from pgdeploy.training.run_folder import new_run_dir
+from pgdeploy.training.train import train
+
+CONFIG = TrainConfig(env_id="Guess-v0", num_envs=2, hidden_sizes=(8,), total_timesteps=48)
+
+
+def test_default_folders_are_fresh_and_latest_points_to_the_newest(tmp_path: Path) -> None:
+    first = run_training(CONFIG, progress=False, runs_root=tmp_path)
+    second = run_training(CONFIG, progress=False, runs_root=tmp_path)
+    assert first.checkpoint_path == tmp_path / "Guess-v0-001" / "model.pt"
+    assert second.checkpoint_path == tmp_path / "Guess-v0-002" / "model.pt"
+    assert (tmp_path / "latest").resolve() == (tmp_path / "Guess-v0-002")
+    assert new_run_dir("Acrobot-v1", root=tmp_path).name == "Acrobot-v1-001"
+
+
+def test_a_folder_holding_a_run_is_refused_unless_overwrite(tmp_path: Path) -> None:
+    train(CONFIG, out_dir=tmp_path)
+    (tmp_path / "model.onnx").write_bytes(b"an export of the old run")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    other = dataclasses.replace(CONFIG, seed=7)
+    with pytest.raises(RunFolderError, match=r"already holds a run \(config.json, metrics.csv"):
+        run_training(other, tmp_path, progress=False)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    run_training(other, tmp_path, progress=False, overwrite=True)
+    assert load_checkpoint(tmp_path / "model.pt").config.seed == 7
+    assert not (tmp_path / "model.onnx").exists()  # the old run's export went with it
+
+
+def test_disk_full_mid_run_keeps_the_last_saved_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train(dataclasses.replace(CONFIG, checkpoint_every=1), out_dir=tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    saved = load_checkpoint(tmp_path / "model.pt")
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    more = dataclasses.replace(saved.config, total_timesteps=96)
+    with pytest.raises(
+        WriteError,
+        match=r"No space left on device; .* still holds its previous checkpoint and artefacts",
+    ):
+        train(more, out_dir=tmp_path, resume_from=saved)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
