@@ -393,7 +393,7 @@ def run(
         trust_env_module=trust_env_module,
     )
     click.echo(
-        f"return {report.mean_return:.2f} ± {report.std_return:.2f} (mean ± std over "
+        f"mean return {report.mean_return:.2f} ± {report.std_return:.2f} (mean ± std over "
         f"{episodes} episodes); act latency p50 {report.act_latency_us(50):.1f} us, "
         f"p99 {report.act_latency_us(99):.1f} us"
     )

@@ -202,7 +202,7 @@ CASES: dict[str, Case] = {
     "env unknown": Case(train("--env", "Nope-v0"), "cannot make environment 'Nope-v0'"),
     "env module missing": Case(train("--env", "nomodule:X-v0"), "No module named 'nomodule'"),
     "env unsupported spaces": Case(
-        train("--env", "tests.tiny_envs:GuessContinuous-v0"), "pgdeploy supports a 1-D Box"
+        train("--env", "tests.tiny_envs:GuessContinuous-v0"), "pgdeploy supports observations"
     ),
     "env module raises at import": Case(
         train("--env", "raises_at_import:X-v0"),

@@ -165,7 +165,11 @@ def test_env_with_other_spaces_is_refused(tmp_path: Path) -> None:
     train(CONFIG, out_dir=tmp_path)
     checkpoint = load_checkpoint(tmp_path / "model.pt")
     checkpoint.spec = dataclasses.replace(
-        checkpoint.spec, obs_dim=5, obs_low=(-1.0,) * 5, obs_high=(1.0,) * 5
+        checkpoint.spec,
+        obs_dim=5,
+        obs_low=(-1.0,) * 5,
+        obs_high=(1.0,) * 5,
+        observation_space=None,
     )
     with pytest.raises(
         CheckpointError,
