@@ -152,7 +152,9 @@ def resume(cluster: Cluster) -> Facts:
         saved = load_checkpoint(Path(tmp) / "model.pt")
         runs = {}
         for workers in (2, 0):
-            config = resume_config(saved, total_timesteps=3_000, workers=workers)
+            config = resume_config(
+                saved, trust_env_module=True, total_timesteps=3_000, workers=workers
+            )
             runs[workers] = train(config, resume_from=saved).summary
     return {
         "first": {k: first.summary[k] for k in ("env_steps", "iterations")},

@@ -34,19 +34,17 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from pgdeploy._optional import missing
+from pgdeploy._optional import require
 from pgdeploy.errors import RolloutWorkerError
 from pgdeploy.spec import PolicySpec
 from pgdeploy.training.collector import concat_batches, split_envs
 from pgdeploy.training.config import TrainConfig
 from pgdeploy.training.rollout import EpisodeBatch, RolloutCollector
 
-try:
-    import ray
-    from ray.exceptions import RayActorError
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-except ImportError as exc:  # pragma: no cover - exercised by a test with ray hidden
-    raise missing("ray", extra="ray", feature="training with workers (--workers)") from exc
+require("ray", extra="ray", feature="training with workers (--workers)")
+import ray  # noqa: E402  (after the check, so a missing extra is a typed error)
+from ray.exceptions import RayActorError  # noqa: E402
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: E402
 
 #: Object store per node when pgdeploy starts Ray itself: weights and batches are small.
 OBJECT_STORE_BYTES = 256 * 2**20
