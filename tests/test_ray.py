@@ -18,6 +18,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ import numpy as np
 import pytest
 
 from pgdeploy._optional import install_command
-from pgdeploy.errors import ConfigError, MissingDependencyError
+from pgdeploy.errors import ConfigError, MissingDependencyError, RolloutWorkerError
 from pgdeploy.training.collector import concat_batches, split_envs
 from pgdeploy.training.config import TrainConfig
 from pgdeploy.training.rollout import EpisodeBatch
@@ -90,6 +92,31 @@ def test_workers_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delitem(sys.modules, "pgdeploy.training.ray_collector", raising=False)
     with pytest.raises(MissingDependencyError, match=re.escape(install_command("ray"))):
         train(TrainConfig(env_id="tests.tiny_envs:Guess-v0", num_envs=2, workers=1))
+
+
+def test_silent_worker_past_the_timeout_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The liveness check alone, with Ray's wait stubbed: a worker silent for longer than
+    worker_timeout stops the run with what happened and what to do."""
+    ray_collector = pytest.importorskip("pgdeploy.training.ray_collector")
+
+    class NoAnswer:
+        @staticmethod
+        def wait(refs: list[Any], timeout: float = 0) -> tuple[list[Any], list[Any]]:
+            return [], refs
+
+    class Actor:
+        ping = types.SimpleNamespace(remote=lambda: "ping-ref")
+
+    monkeypatch.setattr(ray_collector, "ray", NoAnswer)
+    collector = object.__new__(ray_collector.RayCollector)
+    collector.timeout, collector.actors = 5.0, [Actor(), Actor()]
+    silent_since = {1: time.monotonic() - 6.5}
+    with pytest.raises(
+        RolloutWorkerError,
+        match=r"rollout worker 1 of 2 has been unreachable for \d+ s "
+        r"\(worker_timeout=5 s; last error: no answer to pings\)",
+    ):
+        collector._check_alive({1: "collect-ref"}, {}, silent_since, {1: "no answer to pings"})
 
 
 def test_local_training_never_imports_ray() -> None:

@@ -41,8 +41,9 @@ from pgdeploy.training.collector import concat_batches, split_envs
 from pgdeploy.training.config import TrainConfig
 from pgdeploy.training.rollout import EpisodeBatch, RolloutCollector
 
-ray = require("ray", extra="ray", feature="training with workers (--workers)")
-from ray.exceptions import RayActorError  # noqa: E402 - only once ray is known to be there
+require("ray", extra="ray", feature="training with workers (--workers)")
+import ray  # noqa: E402  (after the check, so a missing extra is a typed error)
+from ray.exceptions import RayActorError  # noqa: E402
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: E402
 
 #: Object store per node when pgdeploy starts Ray itself: weights and batches are small.
@@ -268,7 +269,7 @@ def worker_nodes(options: Mapping[str, Any]) -> list[str]:
     """Ids of the live nodes that can host a worker with these actor options, in the
     cluster's order: a CPU (or ``num_cpus``) and every custom resource they ask for."""
     need = {"CPU": float(options.get("num_cpus", 1)), **dict(options.get("resources") or {})}
-    nodes: list[dict[str, Any]] = ray.nodes()
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
     return [
         str(node["NodeID"])
         for node in nodes
