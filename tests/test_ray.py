@@ -171,7 +171,10 @@ def facts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         pytest.skip(f"Ray cluster tests skipped: {problem}")
     import fcntl  # POSIX, as unshare is
 
-    shared = tmp_path_factory.getbasetemp().parent  # one folder for all xdist workers
+    # Under xdist every worker's basetemp sits in this run's folder; without xdist the
+    # basetemp itself is this run's (its parent is shared by every run: never cache there).
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     with open(shared / "ray_facts.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         cached = shared / "ray_facts.json"
