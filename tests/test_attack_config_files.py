@@ -35,7 +35,7 @@ from pgdeploy.training.config_files import build_config, load_config_file
         ("c.json", '{"seed": 1.5}', r"'seed' must be an integer, got 1.5 \(float\)"),
         ("c.json", '{"num_envs": true}', r"'num_envs' must be an integer, got True \(bool\)"),
         ("c.json", '{"env_id": 5}', r"'env_id' must be a string"),
-        ("c.json", '{"baseline": ["none"]}', r"'baseline' must be 'timestep' or 'value' or 'none'"),
+        ("c.json", '{"baseline": ["none"]}', r"'baseline' must be 'timestep', 'value' or 'none'"),
         ("c.toml", "learning_rate = inf", r"'learning_rate' must be a finite number, got inf"),
         ("c.toml", "solve_threshold = nan", r"'solve_threshold' must be a finite number or null"),
         ("c.yaml", "gamma: .nan", r"'gamma' must be a finite number, got nan"),

@@ -21,7 +21,7 @@ def test_round_trip_through_dict() -> None:
         ("num_envs", 0, r"'num_envs' must be >= 1"),
         ("gamma", 1.5, r"'gamma' must be in \(0, 1\]"),
         ("learning_rate", -1.0, r"'learning_rate' must be > 0"),
-        ("baseline", "critic", r"'baseline' must be 'timestep' or 'value' or 'none'"),
+        ("baseline", "critic", r"'baseline' must be 'timestep', 'value' or 'none'"),
         ("hidden_sizes", (), r"'hidden_sizes' must be one or more positive widths"),
     ],
 )
