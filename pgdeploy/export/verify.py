@@ -192,7 +192,9 @@ def probability_tolerance(
     for n in nvec:
         head = slice(offset, offset + n)
         d = logit_bound[:, head].max(axis=1, keepdims=True)
-        with np.errstate(over="ignore"):  # a huge bound allows any |dp| <= 1, no more
+        # A huge bound allows any |dp| <= 1, no more; 0 * inf (an overflowing bound on a
+        # zero probability) is NaN, which fails the comparison.
+        with np.errstate(over="ignore", invalid="ignore"):
             tol[:, head] = p[:, head] * (np.expm1(2 * d) + (n + 4) * FLOAT32_UNIT)
         offset += n
     return np.minimum(tol + atol, 1.0)
