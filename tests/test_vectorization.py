@@ -77,6 +77,6 @@ def test_bad_vectorization_is_refused() -> None:
     with pytest.raises(UnsupportedEnvError, match=r"'subprocess' needs num_envs >= 2"):
         make_vector_env(GUESS, 1, vectorization="subprocess")
     with pytest.raises(
-        ConfigError, match=r"'vectorization' must be 'auto' or 'native'.*got 'threads'"
+        ConfigError, match=r"'vectorization' must be 'auto', 'native'.*got 'threads'"
     ):
         TrainConfig(vectorization="threads")  # type: ignore[arg-type]
