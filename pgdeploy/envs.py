@@ -200,8 +200,10 @@ def describe_vectorization(envs: Any) -> str:
 def _registered(env_id: str) -> Any:
     try:
         return gym.spec(env_id)
-    except (gym.error.Error, ImportError):  # make_env raises the typed error
+    except gym.error.Error:  # not registered: make_env raises the typed error
         return None
+    except ImportError as exc:  # a module:EnvId whose module is missing
+        raise UnsupportedEnvError(f"cannot make environment {env_id!r}: {exc}") from exc
 
 
 def _processes(num_envs: int, *, count_load: bool = True) -> int:
