@@ -320,11 +320,23 @@ def export(
             f"{c_check.sampled_mismatches} sampled"
         )
         return
+    from pgdeploy.export.progress import ExportProgress
+
+    progress = ExportProgress()  # stderr: rewritten in place on a terminal, lines otherwise
+    progress("loading torch, onnx and the checkpoint")
     from pgdeploy.export import export_checkpoint
 
-    report = export_checkpoint(
-        checkpoint, out_dir=out_dir, atol=atol, env_id=env_id, trust_env_module=trust_env_module
-    )
+    try:
+        report = export_checkpoint(
+            checkpoint,
+            out_dir=out_dir,
+            atol=atol,
+            env_id=env_id,
+            trust_env_module=trust_env_module,
+            progress=progress,
+        )
+    finally:
+        progress.close()
     for notice in report.notices:
         click.echo(f"notice: {notice}", err=True)
     for check in (report.onnx, report.torchscript):

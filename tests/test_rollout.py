@@ -8,7 +8,7 @@ import torch
 
 from pgdeploy.envs import policy_spec
 from pgdeploy.training.policy import SoftmaxPolicy, sample_actions
-from pgdeploy.training.rollout import ActingNet, EpisodeBatch, RolloutCollector
+from pgdeploy.training.rollout import ActingNet, EpisodeBatch, NumpyActingNet, RolloutCollector
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +51,20 @@ def test_same_seed_same_batch(policy: SoftmaxPolicy) -> None:
     assert not np.array_equal(a.lengths, c.lengths) or not np.array_equal(a.obs[0], c.obs[0])
 
 
-def test_acting_net_follows_the_policy_and_the_sampling_contract(policy: SoftmaxPolicy) -> None:
-    """Folded normalisation gives the same actions as SoftmaxPolicy + sample_actions."""
+@pytest.mark.parametrize("net_class", [ActingNet, NumpyActingNet])
+def test_acting_net_follows_the_policy_and_the_sampling_contract(
+    policy: SoftmaxPolicy, net_class: type[ActingNet] | type[NumpyActingNet]
+) -> None:
+    """Folded normalisation gives the same actions as SoftmaxPolicy + sample_actions, in
+    torch and in numpy (the collector's fast path for plain policies)."""
+    assert NumpyActingNet.supports(policy.spec)
     rng = np.random.default_rng(5)
     obs = torch.from_numpy(rng.normal(0.0, 3.0, size=(4096, 4)).astype(np.float32))
     uniform = torch.from_numpy(rng.random((4096, 1), dtype=np.float32))
     with torch.no_grad():
         probs = policy.probs(obs)
         expected = sample_actions(probs, uniform)
-        actions = ActingNet(policy).sample(obs, uniform)
+    actions = torch.from_numpy(net_class(policy).act(obs.numpy(), uniform.numpy()))
     # Float rounding of the folded layer may flip an action only when u sits within ~1e-6
     # of the CDF; count those and require every other action to match.
     near = (probs[:, :1] - uniform).abs()[:, 0] < 1e-5

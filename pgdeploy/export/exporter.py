@@ -64,8 +64,11 @@ def export_checkpoint(
     seed: int = 0,
     env_id: str | None = None,
     trust_env_module: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> ExportReport:
     """Write ``model.onnx`` and ``model.torchscript.pt`` beside the checkpoint (or in out_dir).
+
+    ``progress`` is called with a short line as each stage starts (the CLI shows them).
 
     On-policy verification plays ``env_id`` (the user's choice), else the checkpoint's
     own env when :func:`pgdeploy.envs.env_id_from_file` allows it (``trust_env_module``
@@ -85,6 +88,8 @@ def export_checkpoint(
     verify_env, notices = verification_env(checkpoint.spec.env_id, env_id, trust_env_module)
     if verify_env is None:
         n_random, n_on_policy = n_random + n_on_policy, 0
+    say = progress or (lambda line: None)
+    say(f"collecting {n_random} random and {n_on_policy} on-policy observations")
     obs = verification_observations(
         policy, n_random=n_random, n_on_policy=n_on_policy, seed=seed, env_id=verify_env
     )
@@ -105,6 +110,7 @@ def export_checkpoint(
     checks = []
     try:
         for fmt, name, build in _FORMATS:
+            say(f"exporting and verifying {name}")
             final = folder / name
             staged.append((stage_bytes(final, build(deployable, checkpoint)), final))
             try:

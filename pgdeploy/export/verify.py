@@ -72,6 +72,54 @@ def verification_observations(
     )
 
 
+#: Envs stepped together while collecting on-policy observations: one batched forward
+#: pass per vector step instead of one per observation (4,096 single ``act`` calls took
+#: 2.1 s; this takes a few hundredths).
+ON_POLICY_ENVS = 16
+
+
+def _vector_on_policy(
+    policy: SoftmaxPolicy, n: int, seed: int, env_id: str | None
+) -> npt.NDArray[np.float32]:
+    """:func:`on_policy_observations` for a 1-D Box policy with one Discrete head, from
+    ``ON_POLICY_ENVS`` vectorised envs acting through one batched ``act_batch`` per step.
+
+    An env's final observation is not collected: the vector env resets it on the next
+    step (ignoring that env's action), as the one-env loop does.
+    """
+    from pgdeploy.envs import env_id_from_file, make_vector_env
+
+    spec = policy.spec
+    resolved = env_id_from_file(spec.env_id, source="the checkpoint", user_env_id=env_id)
+    num_envs = min(ON_POLICY_ENVS, n)
+    # No worker processes: their start-up would outweigh a few hundred vector steps.
+    envs = make_vector_env(resolved, num_envs, vectorization="native")
+    if envs.single_observation_space.shape != spec.obs_shape:
+        envs.close()
+        raise UnsupportedEnvError(
+            f"env {env_id!r} has observations of shape {envs.single_observation_space.shape}, "
+            f"but the policy expects {spec.obs_shape}; pass the env it was trained on"
+        )
+    agent = TorchAgent.from_policy(policy, seed=seed)
+    observations: list[npt.NDArray[np.float32]] = []
+    collected = 0
+    fresh = np.ones(num_envs, dtype=bool)  # False where obs is an episode's final one
+    try:
+        obs, _ = envs.reset(seed=seed)
+        while collected < n:
+            rows = np.asarray(obs, np.float32)[fresh]
+            observations.append(rows)
+            collected += len(rows)
+            actions = np.full(num_envs, spec.action_layout.start[0], np.int64)  # ignored on reset
+            if len(rows):
+                actions[fresh] = agent.act_batch(rows)
+            obs, _, terminated, truncated, _ = envs.step(actions)
+            fresh = ~(np.asarray(terminated) | np.asarray(truncated))
+    finally:
+        envs.close()
+    return np.concatenate(observations)[:n]
+
+
 def on_policy_observations(
     policy: SoftmaxPolicy, n: int, seed: int, env_id: str | None = None
 ) -> npt.NDArray[np.float32]:
@@ -80,6 +128,8 @@ def on_policy_observations(
 
     if n == 0:
         return np.zeros((0, policy.spec.obs_dim), np.float32)
+    if policy.spec.obs_layout.plain and policy.spec.action_layout.n_branches == 1:
+        return _vector_on_policy(policy, n, seed, env_id)
     env = make_env_from_file(policy.spec.env_id, source="the checkpoint", user_env_id=env_id)
     if policy.spec.obs_layout.plain and env.observation_space.shape != policy.spec.obs_shape:
         env.close()

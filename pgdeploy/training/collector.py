@@ -46,6 +46,7 @@ def make_collector(config: TrainConfig, spec: PolicySpec, *, seed: int) -> Colle
             hidden_sizes=config.hidden_sizes,
             obs_clip=config.obs_clip,
             max_episode_steps=config.max_episode_steps,
+            vectorization=config.vectorization,
         )
     from pgdeploy.training.ray_collector import RayCollector  # the only module importing ray
 

@@ -15,6 +15,7 @@ from pgdeploy.errors import ConfigError
 
 Baseline = Literal["timestep", "value", "none"]
 LrSchedule = Literal["constant", "linear"]
+Vectorization = Literal["auto", "native", "sync", "subprocess"]
 
 #: Bounds on ``hidden_sizes``, checked before any layer is allocated: a checkpoint or a
 #: config file saying ``[300000000]`` must not make pgdeploy allocate gigabytes.
@@ -95,6 +96,11 @@ class TrainConfig:
     took 0.75 s median on a busy shared machine (mostly the picture): once a minute is ~1% of
     a long run, and a CartPole run of a few seconds never reaches it. The end of a run,
     Ctrl-C and SIGTERM always save."""
+    vectorization: Vectorization = "auto"
+    """How the envs are stepped: ``auto`` picks the env's numpy implementation where it has
+    one, else worker processes when one env's step is slow enough to pay for them
+    (measured at start-up), else ``sync``; ``native``, ``sync``, ``subprocess`` force one.
+    The run's summary says which ran."""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

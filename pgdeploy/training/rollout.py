@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from pgdeploy.envs import make_vector_env
+from pgdeploy.envs import Vectorization, describe_vectorization, make_vector_env
 from pgdeploy.runtime.sampling import UniformStream
 from pgdeploy.spec import PolicySpec
 from pgdeploy.training.policy import DeployablePolicy, SoftmaxPolicy, action_heads
@@ -68,6 +68,68 @@ class ActingNet:
         logits = torch.addmm(bias, x, weight)
         return action_heads(logits, uniform, self.nvec, self.start)[2]
 
+    def act(
+        self, obs: npt.NDArray[np.float32], uniform: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.int64]:
+        """:meth:`sample` on numpy arrays (the collector's interface to either net)."""
+        with torch.inference_mode():
+            actions: npt.NDArray[np.int64] = self.sample(
+                torch.from_numpy(obs), torch.from_numpy(uniform)
+            ).numpy()
+        return actions
+
+
+class NumpyActingNet:
+    """The same function in numpy, for the plain case (a 1-D Box observation, one Discrete
+    head starting at 0: :meth:`supports`), where it is faster than torch.
+
+    Acting needs no autograd and the weights are fixed for a whole :meth:`collect`, so the
+    observation normalisation is folded into the first layer once per batch (as export
+    does) and each vector step is clip -> matmul/relu ... -> softmax -> inverse CDF on
+    float32 arrays. For 16 CartPole envs that is ~25 us per vector step against ~50-100 us
+    for the same ops as torch tensors (per-op dispatch dominates at this size) and ~270 us
+    through ``SoftmaxPolicy.probs``; measured here. The sampling contract is unchanged.
+    """
+
+    def __init__(self, policy: SoftmaxPolicy) -> None:
+        folded = DeployablePolicy(policy)
+        self.clip_low = _array(cast(torch.Tensor, folded.clip_low))
+        self.clip_high = _array(cast(torch.Tensor, folded.clip_high))
+        n_actions = policy.spec.action_layout.nvec[0]  # probs @ upper: first A-1 cumsums
+        self.upper = np.triu(np.ones((n_actions, n_actions - 1), np.float32))
+        linears = [m for m in folded.net if isinstance(m, torch.nn.Linear)]
+        self.layers = [(_array(m.bias), _array(m.weight.T)) for m in linears]
+
+    @staticmethod
+    def supports(spec: PolicySpec) -> bool:
+        layout = spec.action_layout
+        return spec.obs_layout.plain and layout.n_branches == 1 and layout.start[0] == 0
+
+    def act(
+        self, obs: npt.NDArray[np.float32], uniform: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.int64]:
+        """Actions (n,) for raw ``obs`` (n, obs_dim) and ``uniform`` (n, 1), float32."""
+        x = np.minimum(np.maximum(obs, self.clip_low), self.clip_high)
+        for bias, weight in self.layers[:-1]:
+            x = x @ weight
+            x += bias
+            np.maximum(x, 0.0, out=x)
+        bias, weight = self.layers[-1]
+        z = x @ weight
+        z += bias
+        # ufunc.reduce directly: the ndarray methods add ~1 us of Python each at this size.
+        z -= np.maximum.reduce(z, axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= np.add.reduce(z, axis=1, keepdims=True)
+        actions: npt.NDArray[np.int64] = np.add.reduce(
+            z @ self.upper <= uniform, axis=1, dtype=np.int64
+        )
+        return actions
+
+
+def _array(tensor: torch.Tensor) -> npt.NDArray[np.float32]:
+    return np.ascontiguousarray(tensor.detach().numpy(), dtype=np.float32)
+
 
 class RolloutCollector:
     """Plays one episode in each of ``num_envs`` vectorised envs per :meth:`collect`.
@@ -87,8 +149,10 @@ class RolloutCollector:
         obs_clip: float,
         max_episode_steps: int | None = None,
         sampler_seed: np.random.SeedSequence | None = None,
+        vectorization: Vectorization = "auto",
     ) -> None:
-        self.envs = make_vector_env(spec.env_id, num_envs)
+        self.envs = make_vector_env(spec.env_id, num_envs, vectorization=vectorization)
+        self.vectorization = describe_vectorization(self.envs)
         self.num_envs = num_envs
         self.policy = SoftmaxPolicy(spec, hidden_sizes=hidden_sizes, obs_clip=obs_clip)
         self.policy.requires_grad_(False)
@@ -108,7 +172,8 @@ class RolloutCollector:
         (the vector env autoresets them) but those steps are masked out and not counted.
         """
         self.policy.load_state_dict(policy_state)
-        net = ActingNet(self.policy)
+        fast = NumpyActingNet.supports(self.policy.spec)
+        net = NumpyActingNet(self.policy) if fast else ActingNet(self.policy)
         obs, _ = self.envs.reset(seed=self._next_seed)
         self._next_seed = None
         n = self.num_envs
@@ -118,21 +183,17 @@ class RolloutCollector:
         action_steps: list[npt.NDArray[np.int64]] = []
         reward_steps: list[npt.NDArray[np.float32]] = []
         mask_steps: list[npt.NDArray[np.bool_]] = []
-        with torch.inference_mode():
-            while alive.any() and len(obs_steps) < self.max_episode_steps:
-                obs = (
-                    np.asarray(obs, dtype=np.float32) if self.flatten is None else self.flatten(obs)
-                )
-                heads = self.n_heads
-                uniform = torch.from_numpy(self.uniforms.take(n * heads).reshape(n, heads))
-                actions = net.sample(torch.from_numpy(obs), uniform).numpy()
-                obs_steps.append(obs)
-                action_steps.append(actions)
-                mask_steps.append(alive.copy())
-                obs, rewards, terminated, truncated, _ = self.envs.step(actions)
-                reward_steps.append(np.where(alive, rewards, 0.0).astype(np.float32))
-                lengths += alive
-                alive &= ~(terminated | truncated)
+        heads = self.n_heads
+        while alive.any() and len(obs_steps) < self.max_episode_steps:
+            obs = np.asarray(obs, dtype=np.float32) if self.flatten is None else self.flatten(obs)
+            actions = net.act(obs, self.uniforms.take(n * heads).reshape(n, heads))
+            obs_steps.append(obs)
+            action_steps.append(actions)
+            mask_steps.append(alive.copy())
+            obs, rewards, terminated, truncated, _ = self.envs.step(actions)
+            reward_steps.append(np.multiply(rewards, alive, dtype=np.float32))
+            lengths += alive
+            alive &= ~(terminated | truncated)
         rewards_arr = np.stack(reward_steps)
         return EpisodeBatch(
             obs=np.stack(obs_steps),

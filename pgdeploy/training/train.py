@@ -252,6 +252,8 @@ class _Run:
         state = self.state
         training = _summary(self.config, state, self.threshold, interrupted)
         training.update(self.best.summary())
+        # How the envs were stepped (pgdeploy.envs.describe_vectorization): "auto" chooses.
+        training["vectorization"] = getattr(self.collector, "vectorization", "ray workers")
         if not training["solved"] and interrupted is None:
             training["stop_reason"] += _unsolved_hint(self, training)
         checkpoint = Checkpoint(
