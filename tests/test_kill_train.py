@@ -52,7 +52,7 @@ _KILL_LOOP = textwrap.dedent(
     """
     import json, os, random, signal, sys, time
     from pathlib import Path
-    import matplotlib.pyplot, torch  # imported once, before the forks
+    import PIL.Image, torch  # imported once, before the forks
     from pgdeploy.cli import main
     from tests.test_kill_train import ARGS, folder_problem
     from pgdeploy.training.checkpoint import load_checkpoint

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 MetricsFormat = Literal["csv", "jsonl"]
 
 #: What a training run imports, checked up front so a runtime-only install fails in one line.
-_TRAIN_EXTRAS = (("torch", "train"), ("matplotlib", "train"), ("tqdm", "train"))
+_TRAIN_EXTRAS = (("torch", "train"), ("PIL", "train"), ("tqdm", "train"))
 
 
 @dataclass(frozen=True)
