@@ -148,15 +148,18 @@ def choose_vectorization(env_id: str, num_envs: int) -> Vectorization:
     spec = _registered(env_id)
     if spec is not None and spec.vector_entry_point is not None:
         return "native"
-    probe = make_env(env_id)
-    flat = isinstance(probe.observation_space, gym.spaces.Box)
-    probe.close()
-    if not flat:  # worker envs concatenate observation arrays; Dict/Tuple ones stay here
-        return "sync"
     processes = _processes(num_envs)
     if processes < 2:
         return "sync"
-    sync = num_envs * step_seconds(env_id)
+    try:
+        probe = make_env(env_id)
+        flat = isinstance(probe.observation_space, gym.spaces.Box)
+        probe.close()
+        if not flat:  # worker envs concatenate observation arrays; Dict/Tuple ones stay here
+            return "sync"
+        sync = num_envs * step_seconds(env_id)
+    except (UnsupportedEnvError, ValueError, TypeError):
+        return "sync"  # the vector env's own creation reports what is wrong with this env
     predicted = sync / (sync / processes + SUBPROCESS_OVERHEAD_S)
     return "subprocess" if predicted >= SUBPROCESS_MIN_SPEEDUP else "sync"
 
