@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -284,8 +285,13 @@ CASES: dict[str, Case] = {
 }
 
 
+#: Export's progress lines (one per stage, on stderr, before any error): not error output.
+PROGRESS_LINE = re.compile(r"^export \[\s*[\d.]+ s\] ")
+
+
 def check_clean(code: int, stderr: str, expected_code: int, expect: str) -> None:
     lines = [line for line in stderr.splitlines() if line.strip()]
+    lines = [line for line in lines if not PROGRESS_LINE.match(line)]
     assert "Traceback" not in stderr, stderr
     assert code == expected_code, (code, stderr)
     assert 1 <= len(lines) <= 2, stderr
