@@ -31,7 +31,7 @@ lint: install
 	$(VENV)/bin/mypy
 
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
