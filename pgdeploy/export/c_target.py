@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pgdeploy._io import _fsync_dir, atomic_write_text
@@ -27,12 +26,10 @@ from pgdeploy.export.c_compile import CHarness, find_compiler
 from pgdeploy.export.c_source import c_sources
 from pgdeploy.export.c_support import check_c_supported
 from pgdeploy.export.exporter import DEFAULT_ATOL, check_atol
-from pgdeploy.export.reference import TorchAgent
 from pgdeploy.export.verify import (
     FormatCheck,
     compare,
-    logit_error_bound,
-    probability_tolerance,
+    reference_outputs,
     verification_env,
     verification_observations,
 )
@@ -142,13 +139,9 @@ def _verify(
         policy, n_random=n_random, n_on_policy=n_on_policy, seed=seed, env_id=env_id
     )
     heads = spec.action_layout.n_branches
-    uniforms = np.random.default_rng(seed).random(len(obs) * heads, dtype=np.float32)
-    reference = TorchAgent.from_policy(policy).run_graph(obs, uniforms)
-    tolerance = probability_tolerance(
-        reference[0], logit_error_bound(policy, obs), policy.nvec, atol
-    )
+    ref = reference_outputs(policy, obs, seed=seed, atol=atol)
     harness = CHarness.build(cc, staging, spec.obs_dim, spec.n_actions, heads)
-    check = compare("c", folder / SOURCE_NAME, harness, spec, obs, uniforms, reference, tolerance)
+    check = compare("c", folder / SOURCE_NAME, harness, spec, *ref.arguments)
     if not check.passed:  # NaN fails too: the ratio comparison is "<= 1.0"
         raise ExportVerificationError(
             f"c export differs from the PyTorch policy: max |dp| = {check.max_abs_diff:.3g}, "

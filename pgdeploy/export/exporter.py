@@ -17,18 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pgdeploy._io import check_writable, commit_staged, stage_bytes
 from pgdeploy.errors import ExportVerificationError, InvalidArgumentError, ModelLoadError
 from pgdeploy.export.formats import _quiet_torch, onnx_bytes, torchscript_bytes
-from pgdeploy.export.reference import GraphFn, TorchAgent
+from pgdeploy.export.reference import GraphFn
 from pgdeploy.export.verify import (
     FormatCheck,
     compare,
-    logit_error_bound,
-    probability_tolerance,
+    reference_outputs,
     verification_env,
     verification_observations,
 )
@@ -93,18 +91,7 @@ def export_checkpoint(
     obs = verification_observations(
         policy, n_random=n_random, n_on_policy=n_on_policy, seed=seed, env_id=verify_env
     )
-    heads = checkpoint.spec.action_layout.n_branches
-    uniforms = np.random.default_rng(seed).random(len(obs) * heads, dtype=np.float32)
-    reference = TorchAgent.from_policy(policy).run_graph(obs, uniforms)
-    bad_rows = int((~np.isfinite(reference[0])).any(axis=1).sum())
-    if bad_rows:
-        raise ExportVerificationError(
-            f"the PyTorch policy's probabilities are not finite on {bad_rows} of {len(obs)} "
-            "verification observations (its weights overflow float32); nothing was written"
-        )
-    tolerance = probability_tolerance(
-        reference[0], logit_error_bound(policy, obs), policy.nvec, atol
-    )
+    ref = reference_outputs(policy, obs, seed=seed, atol=atol)
     deployable = DeployablePolicy(policy).eval()
     staged: list[tuple[Path, Path]] = []
     checks = []
@@ -120,7 +107,7 @@ def export_checkpoint(
                     f"{fmt} export fails the runtime's load checks: {exc}; "
                     f"nothing was written ({folder} was left as it was)"
                 ) from exc
-            check = compare(fmt, final, graph, checkpoint.spec, obs, uniforms, reference, tolerance)
+            check = compare(fmt, final, graph, checkpoint.spec, *ref.arguments)
             if not check.passed:  # NaN fails too: the ratio comparison is "<= 1.0"
                 raise ExportVerificationError(
                     f"{fmt} export differs from the PyTorch policy: max |dp| = "

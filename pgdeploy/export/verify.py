@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from pgdeploy.errors import UnsupportedEnvError
+from pgdeploy.errors import ExportVerificationError, UnsupportedEnvError
 from pgdeploy.export.reference import GraphFn, TorchAgent
 from pgdeploy.runtime.agent import Agent
 from pgdeploy.spec import OUTPUT_NAMES, PolicySpec
@@ -301,3 +301,44 @@ def compare(
         sampled_mismatches=int(sampled_bad.sum()),
         n_observations=len(obs),
     )
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What every exported format is compared with: the PyTorch policy's outputs on the
+    verification observations, the uniforms they used, and the per-element tolerance."""
+
+    obs: npt.NDArray[np.float32]
+    uniforms: npt.NDArray[np.float32]
+    outputs: tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]
+    tolerance: npt.NDArray[np.float64]
+
+    @property
+    def arguments(
+        self,
+    ) -> tuple[
+        npt.NDArray[np.float32],
+        npt.NDArray[np.float32],
+        tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]],
+        npt.NDArray[np.float64],
+    ]:
+        """``compare``'s arguments after the graph: obs, uniforms, outputs, tolerance."""
+        return self.obs, self.uniforms, self.outputs, self.tolerance
+
+
+def reference_outputs(
+    policy: SoftmaxPolicy, obs: npt.NDArray[np.float32], *, seed: int, atol: float
+) -> Reference:
+    """The PyTorch side of verification; a policy whose own probabilities are not finite
+    (weights that overflow float32) is refused here, before any format is built."""
+    heads = policy.spec.action_layout.n_branches
+    uniforms = np.random.default_rng(seed).random(len(obs) * heads, dtype=np.float32)
+    outputs = TorchAgent.from_policy(policy).run_graph(obs, uniforms)
+    bad_rows = int((~np.isfinite(outputs[0])).any(axis=1).sum())
+    if bad_rows:
+        raise ExportVerificationError(
+            f"the PyTorch policy's probabilities are not finite on {bad_rows} of {len(obs)} "
+            "verification observations (its weights overflow float32); nothing was written"
+        )
+    tolerance = probability_tolerance(outputs[0], logit_error_bound(policy, obs), policy.nvec, atol)
+    return Reference(obs, uniforms, outputs, tolerance)
