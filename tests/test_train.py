@@ -81,3 +81,19 @@ def test_default_config_solves_cartpole(tmp_path: Path) -> None:
     assert summary["solved"], summary
     assert summary["steps_to_solve"] <= TrainConfig().total_timesteps
     assert summary["final_window_mean_return"] >= 475.0
+
+
+def test_a_resumed_run_keeps_the_earlier_best_until_it_is_beaten() -> None:
+    from pgdeploy.envs import policy_spec
+    from pgdeploy.training.policy import SoftmaxPolicy
+    from pgdeploy.training.train import BestPolicy
+
+    policy = SoftmaxPolicy(policy_spec("CartPole-v1"), hidden_sizes=(4,))
+    best = BestPolicy()
+    best.carry({"best_window_mean_return": 10.0, "best_env_steps": 500})
+    best.offer(5.0, 900, policy)
+    assert best.state is None  # best.pt of the earlier part stays as it is
+    assert best.summary() == {"best_window_mean_return": 10.0, "best_env_steps": 500}
+    best.offer(12.0, 1200, policy)
+    assert best.state is not None
+    assert best.summary() == {"best_window_mean_return": 12.0, "best_env_steps": 1200}

@@ -134,6 +134,8 @@ def train(
             learner.value.load_state_dict(value_state)
     collector = _collector(config, spec, resumed, collector)
     run = _Run(config, spec, learner, collector, RunState.begin(config, resumed))
+    if resume_from is not None:
+        run.best.carry(resume_from.training)
     saves = PeriodicSaves(config, folder)
     interrupted = None
     try:
@@ -309,7 +311,7 @@ def _unsolved_hint(run: _Run, training: dict[str, Any]) -> str:
     kept = (
         f"best mean of {run.config.solve_window} episodes {run.best.mean_return:.4g}, kept in "
         f"{BEST_CHECKPOINT}"
-        if run.best.state is not None
+        if math.isfinite(run.best.mean_return)
         else f"fewer than {run.config.solve_window} episodes finished"
     )
     return (
@@ -336,13 +338,20 @@ class BestPolicy:
         self.mean_return = -math.inf
         self.env_steps = 0
 
+    def carry(self, training: dict[str, Any]) -> None:
+        """Continue a resumed run's record: its best weights stay in its ``best.pt`` until
+        this part beats their mean."""
+        mean, steps = training.get("best_window_mean_return"), training.get("best_env_steps")
+        if isinstance(mean, (int, float)) and isinstance(steps, int) and math.isfinite(mean):
+            self.mean_return, self.env_steps = float(mean), steps
+
     def offer(self, window_mean: float, env_steps: int, policy: SoftmaxPolicy) -> None:
         if window_mean > self.mean_return:
             self.mean_return, self.env_steps = window_mean, env_steps
             self.state = {k: v.detach().clone() for k, v in policy.state_dict().items()}
 
     def summary(self) -> dict[str, Any]:
-        if self.state is None:
+        if self.state is None and not math.isfinite(self.mean_return):
             return {"best_window_mean_return": None, "best_env_steps": None}
         return {"best_window_mean_return": self.mean_return, "best_env_steps": self.env_steps}
 
