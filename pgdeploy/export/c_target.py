@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from pgdeploy._io import _fsync_dir, atomic_write_text
+from pgdeploy._io import atomic_write_text, check_writable, commit_staged, stage_bytes
 from pgdeploy.errors import ExportVerificationError
 from pgdeploy.export.c_compile import CHarness, find_compiler
 from pgdeploy.export.c_source import c_sources
@@ -85,7 +85,7 @@ def export_c(
     sources = c_sources(deployable, checkpoint.spec, plan)
     cc = find_compiler(compiler) if verify else None
     folder = Path(out_dir) if out_dir is not None else Path(checkpoint_path).parent
-    folder.mkdir(parents=True, exist_ok=True)
+    check_writable(folder, (HEADER_NAME, SOURCE_NAME))
     staging = Path(tempfile.mkdtemp(dir=folder, prefix=".pgdeploy-c-"))
     try:
         atomic_write_text(staging / HEADER_NAME, sources.header)
@@ -104,9 +104,17 @@ def export_c(
                     seed=seed,
                     env_id=verify_env,
                 )
-        for name in (HEADER_NAME, SOURCE_NAME):
-            os.replace(staging / name, folder / name)
-        _fsync_dir(folder)
+        # The verified bytes land as one set, as the ONNX/TorchScript pair does: a failed
+        # second rename puts the first file back.
+        final = [
+            (stage_bytes(folder / name, (staging / name).read_bytes()), folder / name)
+            for name in (HEADER_NAME, SOURCE_NAME)
+        ]
+        try:
+            commit_staged(final)
+        finally:
+            for temp, _ in final:
+                temp.unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return CExportReport(
