@@ -67,3 +67,16 @@ def test_complex_and_integer_weights_are_refused(
     path = save_checkpoint_dict(data, tmp_path / "model.pt")
     with pytest.raises(CheckpointError, match=r"'net.0.weight'\] has dtype .*real floating-point"):
         load_checkpoint(path)
+
+
+def test_nan_weights_are_refused_by_the_c_target_even_unverified(
+    exported_model: Path, tmp_path: Path
+) -> None:
+    from pgdeploy.export import export_c
+
+    data = checkpoint_dict(exported_model)
+    data["state_dict"]["net.2.bias"][0] = float("nan")
+    path = save_checkpoint_dict(data, tmp_path / "model.pt")
+    with pytest.raises(ExportVerificationError, match=r"\['net.2.bias'\] hold NaN or infinity"):
+        export_c(path, verify=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]

@@ -25,7 +25,7 @@ from pgdeploy.errors import ExportVerificationError
 from pgdeploy.export.c_compile import CHarness, find_compiler
 from pgdeploy.export.c_source import c_sources
 from pgdeploy.export.c_support import check_c_supported
-from pgdeploy.export.exporter import DEFAULT_ATOL, check_atol
+from pgdeploy.export.exporter import DEFAULT_ATOL, check_atol, load_exportable
 from pgdeploy.export.verify import (
     FormatCheck,
     compare,
@@ -33,7 +33,6 @@ from pgdeploy.export.verify import (
     verification_env,
     verification_observations,
 )
-from pgdeploy.training.checkpoint import load_checkpoint
 from pgdeploy.training.policy import DeployablePolicy, SoftmaxPolicy
 
 HEADER_NAME = "policy.h"
@@ -75,7 +74,7 @@ def export_c(
     and none is found, :class:`ExportVerificationError` when the C disagrees with PyTorch.
     """
     check_atol(atol)
-    checkpoint = load_checkpoint(checkpoint_path)
+    checkpoint = load_exportable(checkpoint_path)
     policy = checkpoint.build_policy()
     verify_env, notices = verification_env(checkpoint.spec.env_id, env_id, trust_env_module)
     if verify_env is None:  # the checkpoint's env may not be imported: random rows instead

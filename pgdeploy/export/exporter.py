@@ -31,7 +31,7 @@ from pgdeploy.export.verify import (
     verification_observations,
 )
 from pgdeploy.runtime.agent import Agent
-from pgdeploy.training.checkpoint import load_checkpoint
+from pgdeploy.training.checkpoint import Checkpoint, load_checkpoint
 from pgdeploy.training.checkpoint_safety import non_finite_weights
 from pgdeploy.training.policy import DeployablePolicy
 
@@ -74,12 +74,7 @@ def export_checkpoint(
     report's ``notices`` says so.
     """
     check_atol(atol)
-    checkpoint = load_checkpoint(checkpoint_path)
-    bad = non_finite_weights(checkpoint.state_dict)
-    if bad:
-        raise ExportVerificationError(
-            f"checkpoint weights {bad} hold NaN or infinity (the run diverged); nothing was written"
-        )
+    checkpoint = load_exportable(checkpoint_path)
     folder = Path(out_dir) if out_dir is not None else Path(checkpoint_path).parent
     check_writable(folder, [name for _, name, _ in _FORMATS])
     policy = checkpoint.build_policy()
@@ -131,6 +126,17 @@ def export_checkpoint(
         n_on_policy=n_on_policy,
         notices=notices,
     )
+
+
+def load_exportable(checkpoint_path: str | os.PathLike[str]) -> Checkpoint:
+    """The checkpoint, refused when its weights hold NaN or infinity (every target)."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    bad = non_finite_weights(checkpoint.state_dict)
+    if bad:
+        raise ExportVerificationError(
+            f"checkpoint weights {bad} hold NaN or infinity (the run diverged); nothing was written"
+        )
+    return checkpoint
 
 
 def check_atol(atol: object) -> None:
