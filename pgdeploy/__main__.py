@@ -1,5 +1,5 @@
 """``python -m pgdeploy``."""
 
-from pgdeploy.cli import main
+from pgdeploy.cli import console_main
 
-main(prog_name="pgdeploy")
+console_main()

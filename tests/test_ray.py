@@ -119,6 +119,41 @@ def test_silent_worker_past_the_timeout_is_a_clear_error(monkeypatch: pytest.Mon
         collector._check_alive({1: "collect-ref"}, {}, silent_since, {1: "no answer to pings"})
 
 
+@pytest.mark.parametrize(
+    ("env_id", "configured", "expected"),
+    [
+        ("Acrobot-v1", "auto", "sync"),  # local "auto" would have forked a process per core
+        ("CartPole-v1", "auto", "native (CartPoleVectorEnv)"),
+        ("CartPole-v1", "sync", "sync"),
+    ],
+)
+def test_workers_step_their_envs_in_their_own_process(
+    monkeypatch: pytest.MonkeyPatch, env_id: str, configured: str, expected: str
+) -> None:
+    """A worker is one process: ``auto`` never forks env processes inside it (8 workers on
+    one machine would each take every core), while an explicit choice is honoured."""
+    ray_collector = pytest.importorskip("pgdeploy.training.ray_collector")
+    import pgdeploy.envs
+    from pgdeploy.envs import policy_spec
+
+    monkeypatch.setattr(pgdeploy.envs, "choose_vectorization", lambda *_: "subprocess")
+    monkeypatch.setattr(ray_collector, "_reconstructed", lambda: False)
+    worker = ray_collector.RolloutWorker(
+        policy_spec(env_id),
+        num_envs=4,
+        env_seed=0,
+        sampler_seed=np.random.SeedSequence(0),
+        hidden_sizes=(8,),
+        obs_clip=10.0,
+        torch_threads=1,
+        vectorization=ray_collector.worker_vectorization(configured),
+    )
+    try:
+        assert worker.collector.vectorization == expected
+    finally:
+        worker.collector.close()
+
+
 def test_local_training_never_imports_ray() -> None:
     code = (
         "import sys; from pgdeploy.training.config import TrainConfig;"

@@ -100,7 +100,8 @@ class TrainConfig:
     """How the envs are stepped: ``auto`` picks the env's numpy implementation where it has
     one, else worker processes when one env's step is slow enough to pay for them
     (measured at start-up), else ``sync``; ``native``, ``sync``, ``subprocess`` force one.
-    The run's summary says which ran."""
+    With ``workers``, ``auto`` means native or ``sync`` in each worker (the workers are the
+    parallelism). The run's summary says which ran."""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -35,6 +35,7 @@ import numpy.typing as npt
 import torch
 
 from pgdeploy._optional import require
+from pgdeploy.envs import Vectorization
 from pgdeploy.errors import RolloutWorkerError
 from pgdeploy.spec import PolicySpec
 from pgdeploy.training.collector import concat_batches, split_envs
@@ -67,6 +68,7 @@ class RolloutWorker:
         hidden_sizes: tuple[int, ...],
         obs_clip: float,
         torch_threads: int,
+        vectorization: Vectorization,
     ) -> None:
         torch.set_num_threads(torch_threads)
         if _reconstructed():
@@ -80,6 +82,7 @@ class RolloutWorker:
             sampler_seed=sampler_seed,
             hidden_sizes=hidden_sizes,
             obs_clip=obs_clip,
+            vectorization=vectorization,
         )
 
     def collect(self, weights: Weights) -> tuple[EpisodeBatch, float, str, int]:
@@ -91,6 +94,14 @@ class RolloutWorker:
 
     def ping(self) -> tuple[str, int]:
         return _node_id(), os.getpid()
+
+
+def worker_vectorization(vectorization: Vectorization) -> Vectorization:
+    """How a worker steps its envs: as configured, except that ``auto`` means the env's
+    native vector env or ``sync``. Workers are the run's parallelism (one process each,
+    placed by Ray); a worker that also forked a process per core it thinks is free would
+    oversubscribe the machine as soon as two workers share it."""
+    return "native" if vectorization == "auto" else vectorization
 
 
 def _reconstructed() -> bool:
@@ -163,6 +174,7 @@ class RayCollector:
                 "hidden_sizes": config.hidden_sizes,
                 "obs_clip": config.obs_clip,
                 "torch_threads": config.torch_threads,
+                "vectorization": worker_vectorization(config.vectorization),
             }
             for share, offset, stream in zip(shares, offsets, streams, strict=True)
         ]
