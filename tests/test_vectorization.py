@@ -7,9 +7,13 @@ import numpy as np
 import pytest
 
 import pgdeploy.envs as envs_module
-from pgdeploy.envs import choose_vectorization, describe_vectorization, make_vector_env
+from pgdeploy.envs import choose_vectorization, describe_vectorization, make_vector_env, policy_spec
 from pgdeploy.errors import ConfigError, UnsupportedEnvError
 from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.policy import SoftmaxPolicy
+from pgdeploy.training.rollout import RolloutCollector
+from pgdeploy.worker_vector_env import step_alive
+from tests.tiny_envs import Varying
 
 GUESS = "tests.tiny_envs:Guess-v0"
 
@@ -35,6 +39,58 @@ def test_worker_processes_step_like_one_sync_vector_env() -> None:
     finally:
         sync.close()
         workers.close()
+
+
+VARYING = "tests.tiny_envs:Varying-v0"
+
+
+def _collector(vectorization: str) -> RolloutCollector:
+    spec = policy_spec(VARYING)
+    return RolloutCollector(
+        spec, num_envs=6, seed=4, hidden_sizes=(8,), obs_clip=10.0, vectorization=vectorization
+    )
+
+
+def test_collector_steps_only_the_envs_still_in_their_episode() -> None:
+    """One episode per env: an env whose episode ended is not stepped again while the
+    batch waits for the longest (those steps would be thrown away)."""
+    collector = _collector("sync")
+    weights = SoftmaxPolicy(collector.policy.spec, hidden_sizes=(8,)).state_dict()
+    try:
+        for _ in range(3):
+            before = Varying.steps_taken
+            batch = collector.collect(weights)
+            assert len(set(batch.lengths.tolist())) > 1  # the episodes differ in length
+            assert Varying.steps_taken - before == batch.lengths.sum()
+            assert Varying.steps_taken - before < batch.mask.size
+    finally:
+        collector.close()
+
+
+def test_worker_processes_collect_the_same_batches_as_sync() -> None:
+    sync, workers = _collector("sync"), _collector("subprocess")
+    weights = SoftmaxPolicy(sync.policy.spec, hidden_sizes=(8,)).state_dict()
+    try:
+        for _ in range(3):
+            a, b = sync.collect(weights), workers.collect(weights)
+            for field in ("obs", "actions", "rewards", "mask", "lengths"):
+                np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    finally:
+        sync.close()
+        workers.close()
+
+
+def test_step_alive_leaves_finished_envs_alone() -> None:
+    envs = make_vector_env(VARYING, 3, vectorization="sync")
+    try:
+        envs.reset(seed=0)
+        alive = np.array([True, False, True])
+        obs, rewards, terminated, truncated = step_alive(envs, np.ones(3, np.int64), alive)
+        assert obs.shape == (3, 2) and not obs[1].any()
+        assert rewards[1] == 0 and terminated[1] and not truncated[1]
+        assert [env.unwrapped._t for env in envs.envs] == [1, 0, 1]  # type: ignore[attr-defined]
+    finally:
+        envs.close()
 
 
 def test_a_dead_worker_is_a_typed_error() -> None:

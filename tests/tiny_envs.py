@@ -65,6 +65,25 @@ class Guess(_Game):
         return float(int(action) == int(self._obs[0] > 0))
 
 
+class Varying(Guess):
+    """Guess with episodes of 1-12 steps (drawn at reset), counting every ``step`` call
+    made in this process (``Varying.steps_taken``)."""
+
+    steps_taken = 0
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        obs, info = super().reset(seed=seed, options=options)
+        self._length = int(self.np_random.integers(1, 13))
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        type(self).steps_taken += 1
+        obs, reward, _, truncated, info = super().step(action)
+        return obs, reward, self._t >= self._length, truncated, info
+
+
 class Pick(_Game):
     observation_space = gym.spaces.Discrete(5, start=1)
     action_space = gym.spaces.Discrete(5, start=1)
@@ -184,6 +203,7 @@ gym.register("Drift-v0", entry_point=Drift)
 gym.register("ManyActions-v0", entry_point=ManyActions, reward_threshold=7.0)
 gym.register("GuessContinuous-v0", entry_point=Continuous)
 gym.register("GuessImage-v0", entry_point=Image)
+gym.register("Varying-v0", entry_point=Varying)
 # FrozenLake with slippery ice off (gymnasium's FrozenLake-v1 is slippery by default).
 gym.register(
     "FrozenLakeNoSlip-v1",

@@ -20,6 +20,7 @@ from pgdeploy.envs import Vectorization, describe_vectorization, make_vector_env
 from pgdeploy.runtime.sampling import UniformStream
 from pgdeploy.spec import PolicySpec
 from pgdeploy.training.policy import DeployablePolicy, SoftmaxPolicy, action_heads
+from pgdeploy.worker_vector_env import alive_stepper
 
 
 @dataclass(frozen=True)
@@ -168,8 +169,10 @@ class RolloutCollector:
     def collect(self, policy_state: Mapping[str, torch.Tensor]) -> EpisodeBatch:
         """Reset every env and step them together until each has finished one episode.
 
-        One batched forward pass per vector step. Envs that finish early keep stepping
-        (the vector env autoresets them) but those steps are masked out and not counted.
+        One batched forward pass per vector step. Envs that finish early are not stepped
+        again where each env steps on its own (:func:`~pgdeploy.worker_vector_env.alive_stepper`);
+        a native vector env keeps stepping them (autoreset). Either way those rows are masked
+        out and not counted.
         """
         self.policy.load_state_dict(policy_state)
         fast = NumpyActingNet.supports(self.policy.spec)
@@ -184,13 +187,14 @@ class RolloutCollector:
         reward_steps: list[npt.NDArray[np.float32]] = []
         mask_steps: list[npt.NDArray[np.bool_]] = []
         heads = self.n_heads
+        step = alive_stepper(self.envs)
         while alive.any() and len(obs_steps) < self.max_episode_steps:
             obs = np.asarray(obs, dtype=np.float32) if self.flatten is None else self.flatten(obs)
             actions = net.act(obs, self.uniforms.take(n * heads).reshape(n, heads))
             obs_steps.append(obs)
             action_steps.append(actions)
             mask_steps.append(alive.copy())
-            obs, rewards, terminated, truncated, _ = self.envs.step(actions)
+            obs, rewards, terminated, truncated = step(actions, alive)
             reward_steps.append(np.multiply(rewards, alive, dtype=np.float32))
             lengths += alive
             alive &= ~(terminated | truncated)
