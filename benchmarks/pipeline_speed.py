@@ -13,8 +13,9 @@ load from other jobs on a shared machine hits both sides; each ratio is of media
   it) in this process, in alternating blocks; p99 / p50 of ``act``.
 - act_batch at 65,536: vs a bare ``InferenceSession.run`` of the same graph and batch (its
   sampled output, uniforms given) and vs PyTorch eager + ``Categorical``, alternating.
-- LunarLander-v3: collector env steps/s with the default vectorisation vs ``sync`` (every
-  env in this process: what the collector used before), alternating collects.
+- LunarLander-v3: the collector's valid env steps/s with the default vectorisation vs the
+  collector of the commit the issue measured (``BASELINE_COMMIT``, extracted with ``git
+  archive``), each in its own process, alternating; today's ``sync`` beside them.
 - ``--existing`` also runs benchmarks/train_speed.py and runtime_speed.py (each against
   its own reference in its own run) and prints their summaries.
 """
@@ -238,39 +239,50 @@ def bench_batch(model: Path, checkpoint: Path, rounds: int, n: int = 65_536) -> 
     ]
 
 
-def bench_vector(env_id: str, rounds: int) -> list[str]:
-    from pgdeploy.envs import policy_spec
-    from pgdeploy.training.policy import SoftmaxPolicy
-    from pgdeploy.training.rollout import RolloutCollector
+#: The commit issue 13's "today" figures were measured on: its collector is the reference.
+BASELINE_COMMIT = "d5dbbf2"
 
-    spec = policy_spec(env_id)
 
-    weights = SoftmaxPolicy(spec).state_dict()
-    collectors = {
-        mode: RolloutCollector(
-            spec, num_envs=16, seed=0, hidden_sizes=(128,), obs_clip=10.0, vectorization=mode
+def bench_vector(env_id: str, rounds: int, collects: int = 8) -> list[str]:
+    """Valid env steps/s of the collector with the default vectorisation against the
+    collector of ``BASELINE_COMMIT``, each a fresh process (benchmarks/collector_rate.py),
+    alternating; today's ``sync`` is measured beside them to show what the choice adds."""
+    with tempfile.TemporaryDirectory(prefix="pipeline_speed.baseline.") as tree:
+        archive = subprocess.run(
+            ["git", "-C", str(HERE.parent), "archive", BASELINE_COMMIT, "pgdeploy"],
+            capture_output=True,
         )
-        for mode in ("sync", "auto")
-    }
+        if archive.returncode != 0:
+            return [f"{env_id}: reference tree {BASELINE_COMMIT} not in this clone; skipped"]
+        subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
 
-    def rate(mode: str) -> Callable[[], float]:
-        def run() -> float:
-            start = time.perf_counter()
-            batch = collectors[mode].collect(weights)
-            return batch.obs.shape[0] * 16 / (time.perf_counter() - start)
+        def rate(path: str, mode: str) -> Callable[[], float]:
+            cmd = [sys.executable, str(HERE / "collector_rate.py"), env_id, mode, str(collects)]
+            env = {**os.environ, "PYTHONPATH": path}
 
-        return run
+            def run() -> float:
+                out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+                value, _, chosen[mode] = out.stdout.strip().partition(" ")
+                return float(value)
 
-    try:
-        for mode in collectors:
-            rate(mode)()
-        sync, auto = alternate(rate("sync"), rate("auto"), rounds)
-    finally:
-        for collector in collectors.values():
-            collector.close()
-    chosen = collectors["auto"].vectorization
+            return run
+
+        chosen: dict[str, str] = {}
+        here = str(HERE.parent)
+        old, auto = alternate(rate(tree, "default"), rate(here, "auto"), rounds)
+        old_again, sync = alternate(rate(tree, "default"), rate(here, "sync"), rounds)
     return [
-        row(f"{env_id} steps/s, auto: {chosen}", auto, sync, "/s", ">= 1.6", auto / sync >= 1.6)
+        row(
+            f"{env_id} steps/s, auto: {chosen['auto']}",
+            auto,
+            old,
+            "/s",
+            ">= 1.6",
+            auto / old >= 1.6,
+        )
+        + f"  (ref: the collector at {BASELINE_COMMIT})",
+        f"  today's sync (no goal): {sync:,.0f} /s against {old_again:,.0f} /s, "
+        f"ratio {sync / old_again:.3f}",
     ]
 
 

@@ -1,8 +1,14 @@
 """Scaling rollouts out with Ray workers: env steps/s, wall time to solve, Ray's overhead.
 
-One invocation trains, to the solved threshold, with the local collector and with 1, 2, 4
-and 8 Ray workers (``TrainConfig.workers``; the 16 envs split among them, so every
-configuration learns from the same batch size):
+One invocation measures throughput and trains, with the local collector and with 1, 2, 4
+and 8 Ray workers (``TrainConfig.workers``):
+
+- Throughput on ``SlowCartPole-v1`` (below) with the same envs on every worker
+  (``--envs-per-worker``, 16), for ``--iterations`` batches: env steps/s against one worker
+  (the >= 0.8 x N goal). Each worker steps its envs one after another, as one process
+  calling a simulator would, so N workers wait on N simulators at once.
+- Training to the solved threshold with the run's 16 envs split among the workers, so
+  every configuration learns from the same batch (the learning curve and wall time):
 
 - ``SlowCartPole-v1``: CartPole with a fixed 1 ms ``time.sleep`` in every env step, a
   stand-in for a simulator or a robot behind a socket. Envs in one vector env step one
@@ -71,13 +77,22 @@ if "SlowCartPole-v1" not in gym.registry:  # run as __main__ and imported by gym
     )
 
 
-def run(env_id: str, seed: int, workers: int, budget: int) -> dict[str, Any]:
-    """One training run to the solved threshold; its figures."""
+def run(
+    env_id: str, seed: int, workers: int, budget: int, *, num_envs: int = 16, solve: bool = True
+) -> dict[str, Any]:
+    """One training run (to the solved threshold unless ``solve`` is off); its figures."""
     from pgdeploy.envs import policy_spec
     from pgdeploy.training.config import TrainConfig
     from pgdeploy.training.train import train
 
-    config = TrainConfig(env_id=env_id, seed=seed, workers=workers, total_timesteps=budget)
+    config = TrainConfig(
+        env_id=env_id,
+        seed=seed,
+        workers=workers,
+        num_envs=num_envs,
+        total_timesteps=budget,
+        stop_on_solve=solve,
+    )
     collector = None
     if workers:
         from pgdeploy.training.ray_collector import RayCollector
@@ -130,10 +145,10 @@ def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
         )
 
 
-def scaling_summary(rows: list[dict[str, Any]]) -> None:
+def scaling_summary(rows: list[dict[str, Any]], what: str) -> None:
     one = next(r for r in rows if r["workers"] == 1)["steps_per_s"]
     local = next((r for r in rows if r["workers"] == 0), None)
-    print("\nslow env, steady-state env steps/s against 1 worker (goal: >= 0.8 x N):")
+    print(f"\nslow env, {what}: steady-state env steps/s against 1 worker (goal: >= 0.8 x N):")
     for r in rows:
         if r["workers"]:
             ratio = r["steps_per_s"] / one
@@ -206,6 +221,12 @@ def main() -> None:
     parser.add_argument("--seeds", default="0-4", help="CartPole-v1 seeds, e.g. 0-4.")
     parser.add_argument("--budget", type=int, default=400_000, help="Env steps per run at most.")
     parser.add_argument(
+        "--envs-per-worker", type=int, default=16, help="Throughput runs: envs on each worker."
+    )
+    parser.add_argument(
+        "--iterations", type=int, default=10, help="Throughput runs: about this many batches."
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="Smoke run: workers 1,2, seed 0, 15k steps."
     )
     args = parser.parse_args()
@@ -230,10 +251,17 @@ def main() -> None:
             f"machine: {os.cpu_count()} cores (shared with other jobs), load average "
             f"{os.getloadavg()[0]:.1f} at start; Ray {ray.__version__}"
         )
+        per = args.envs_per_worker
+        rows = [
+            run(SLOW_ENV, 0, w, per * w * args.iterations * 20, num_envs=per * w, solve=False)
+            for w in counts
+        ]
+        print_rows(f"{SLOW_ENV}: {per} envs per worker, ~{args.iterations} iterations", rows)
+        scaling_summary(rows, f"{per} envs per worker (throughput)")
         slow = [run(SLOW_ENV, 0, w, budget) for w in [0, *counts]]
         print_rows(f"{SLOW_ENV} (+{LATENCY_S * 1e3:g} ms per env step), seed 0", slow)
         print(f"load average {os.getloadavg()[0]:.1f}")
-        scaling_summary(slow)
+        scaling_summary(slow, "16 envs split among the workers (to solve)")
         cartpole = [run("CartPole-v1", s, w, budget) for s in seeds for w in [0, *counts]]
         print_rows("CartPole-v1", cartpole)
         print(f"load average {os.getloadavg()[0]:.1f}")

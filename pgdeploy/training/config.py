@@ -34,8 +34,9 @@ class TrainConfig:
     """Seeds torch, the envs and the action sampler: same seed, same run."""
     num_envs: int = 16
     """Envs stepped together; each update uses one finished episode from each. Fewer envs
-    learn from fewer samples, more envs step faster: on CartPole-v1 (lr 0.05) 16 gave the
-    lowest wall time at <= 100k median steps (see benchmarks/RESULTS.md)."""
+    learn from fewer samples, more envs step faster: on CartPole-v1 (lr 0.05, seeds 0-9) 16
+    is the most envs whose slowest seed still solved within 100k steps (24 and 32 were
+    faster in wall time but needed up to 117k and 129k; see benchmarks/RESULTS.md)."""
     hidden_sizes: tuple[int, ...] = (128,)
     """Widths of the MLP's hidden layers (ReLU between them)."""
     learning_rate: float = 0.05
