@@ -10,7 +10,8 @@ runtime ``Agent`` (sampled and greedy). Prints a Markdown table and writes JSON 
     python benchmarks/envs.py --envs LunarLander-v3 --from-runs /tmp/ll/s0 /tmp/ll/s1
 
 ``--from-runs`` exports and plays runs trained elsewhere (e.g. long LunarLander runs in
-the background), reading their steps and wall time from the checkpoint.
+the background), reading their steps and wall time from the checkpoint; the "preset"
+column then says whether the run's config holds every value of its env's preset.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pgdeploy.envs import make_env
 from pgdeploy.export import export_checkpoint
 from pgdeploy.runtime import Agent, play
 from pgdeploy.training.checkpoint import load_checkpoint
+from pgdeploy.training.presets import preset_for
 from pgdeploy.training.run import resolve_config
 from pgdeploy.training.train import BEST_CHECKPOINT, train
 
@@ -122,8 +124,14 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for run in args.from_runs:
-        summary = load_checkpoint(run / "model.pt").training
-        rows.append(evaluate(run, summary, summary["wall_seconds"], preset=True))
+        checkpoint = load_checkpoint(run / "model.pt")
+        summary = checkpoint.training
+        preset = preset_for(checkpoint.config.env_id)
+        used = checkpoint.config.to_dict()
+        applied = bool(preset) and all(
+            used[k] == (list(v) if isinstance(v, tuple) else v) for k, v in preset.items()
+        )
+        rows.append(evaluate(run, summary, summary["wall_seconds"], preset=applied))
         print(json.dumps(rows[-1]), flush=True)
     for env_id in args.envs if not args.from_runs else []:
         for seed in args.seeds:
