@@ -59,7 +59,7 @@ def run_one(env_id: str, seed: int, out: Path, *, use_preset: bool) -> dict[str,
     start = time.perf_counter()
     result = train(config, out_dir=out)
     wall = time.perf_counter() - start
-    return evaluate(out, result.summary, wall, preset=use_preset)
+    return evaluate(out, result.summary, wall, preset=use_preset and bool(preset_for(env_id)))
 
 
 def evaluate(out: Path, summary: dict[str, Any], wall: float, *, preset: bool) -> dict[str, Any]:
