@@ -175,8 +175,9 @@ def curve_summary(rows: list[dict[str, Any]], worker_counts: list[int]) -> None:
 def model(slow: list[dict[str, Any]], cartpole: list[dict[str, Any]]) -> None:
     """What 10 and 100 machines would give: a model from the measured figures.
 
-    Each machine runs as many workers as the largest count measured here, each worker
-    keeps its envs (so ``num_envs`` grows with the cluster), and one iteration costs the
+    ``slow`` are the throughput rows (fixed envs per worker). Each machine runs as many
+    workers as the largest count measured here, each worker keeps its envs (so
+    ``num_envs`` grows with the cluster), and one iteration costs the
     slowest worker's collect (measured, unchanged by more machines) + Ray's overhead
     (fitted a + b x workers) + the learner's update (measured per env step of the batch,
     growing with the batch) + moving the batch to the driver over the network (assumed).
@@ -266,7 +267,7 @@ def main() -> None:
         print_rows("CartPole-v1", cartpole)
         print(f"load average {os.getloadavg()[0]:.1f}")
         curve_summary(cartpole, counts)
-        model(slow, cartpole)
+        model(rows, cartpole)
     finally:
         ray.shutdown()
 
