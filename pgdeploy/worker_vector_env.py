@@ -134,7 +134,7 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
         for pipe, process in zip(self._pipes, self._processes, strict=True):
             try:
                 status, payload = pipe.recv()
-            except EOFError as exc:
+            except (EOFError, OSError) as exc:  # OSError: ConnectionResetError and kin
                 raise self._exited(process) from exc
             if status == "error":
                 raise UnsupportedEnvError(f"env worker {process.name} failed:\n{payload}")
