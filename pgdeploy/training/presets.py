@@ -2,7 +2,7 @@
 
 A preset is applied by ``pgdeploy train`` when the env id matches (``--no-preset`` skips
 it); a config file and flags override it. Each entry records the score it reached, and
-benchmarks/RESULTS.md ("Presets and scores") has the runs behind it.
+benchmarks/RESULTS.md ("Environments", and "LunarLander-v3" below it) has the runs behind it.
 """
 
 from __future__ import annotations
