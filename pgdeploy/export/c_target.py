@@ -20,17 +20,18 @@ from pathlib import Path
 
 import torch
 
-from pgdeploy._io import atomic_write_text, check_writable, commit_staged, stage_bytes
-from pgdeploy.errors import ExportVerificationError
+from pgdeploy._io import atomic_write_set, atomic_write_text, check_writable
 from pgdeploy.export.c_compile import CHarness, find_compiler
 from pgdeploy.export.c_source import c_sources
 from pgdeploy.export.c_support import check_c_supported
-from pgdeploy.export.exporter import DEFAULT_ATOL, check_atol, load_exportable
+from pgdeploy.export.exporter import DEFAULT_ATOL, check_atol, load_exportable, output_folder
 from pgdeploy.export.verify import (
     FormatCheck,
+    VerificationPlan,
     compare,
+    plan_verification,
     reference_outputs,
-    verification_env,
+    require_passed,
     verification_observations,
 )
 from pgdeploy.training.policy import DeployablePolicy, SoftmaxPolicy
@@ -76,55 +77,46 @@ def export_c(
     check_atol(atol)
     checkpoint = load_exportable(checkpoint_path)
     policy = checkpoint.build_policy()
-    verify_env, notices = verification_env(checkpoint.spec.env_id, env_id, trust_env_module)
-    if verify_env is None:  # the checkpoint's env may not be imported: random rows instead
-        n_random, n_on_policy = n_random + n_on_policy, 0
+    plan = plan_verification(
+        checkpoint.spec.env_id,
+        env_id,
+        trust_env_module,
+        n_random=n_random,
+        n_on_policy=n_on_policy,
+    )
     deployable = DeployablePolicy(policy).eval()
-    plan = check_c_supported(checkpoint.spec, deployable)
-    sources = c_sources(deployable, checkpoint.spec, plan)
+    support = check_c_supported(checkpoint.spec, deployable)
+    sources = c_sources(deployable, checkpoint.spec, support)
     cc = find_compiler(compiler) if verify else None
-    folder = Path(out_dir) if out_dir is not None else Path(checkpoint_path).parent
+    folder = output_folder(checkpoint_path, out_dir)
     check_writable(folder, (HEADER_NAME, SOURCE_NAME))
-    staging = Path(tempfile.mkdtemp(dir=folder, prefix=".pgdeploy-c-"))
-    try:
-        atomic_write_text(staging / HEADER_NAME, sources.header)
-        atomic_write_text(staging / SOURCE_NAME, sources.source)
-        check = None
-        if cc is not None:
-            with _one_torch_thread():
-                check = _verify(
-                    cc,
-                    staging,
-                    policy,
-                    folder,
-                    atol=atol,
-                    n_random=n_random,
-                    n_on_policy=n_on_policy,
-                    seed=seed,
-                    env_id=verify_env,
-                )
-        # The verified bytes land as one set, as the ONNX/TorchScript pair does: a failed
-        # second rename puts the first file back.
-        final = [
-            (stage_bytes(folder / name, (staging / name).read_bytes()), folder / name)
-            for name in (HEADER_NAME, SOURCE_NAME)
-        ]
+    check = None
+    if cc is not None:
+        staging = Path(tempfile.mkdtemp(dir=folder, prefix=".pgdeploy-c-"))
         try:
-            commit_staged(final)
+            atomic_write_text(staging / HEADER_NAME, sources.header)
+            atomic_write_text(staging / SOURCE_NAME, sources.source)
+            with _one_torch_thread():
+                check = _verify(cc, staging, policy, folder, plan, atol=atol, seed=seed)
         finally:
-            for temp, _ in final:
-                temp.unlink(missing_ok=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
+    # The verified pair lands as one set, as the ONNX/TorchScript pair does: a failed
+    # second rename puts the first file back.
+    atomic_write_set(
+        {
+            folder / HEADER_NAME: sources.header.encode("utf-8"),
+            folder / SOURCE_NAME: sources.source.encode("utf-8"),
+        }
+    )
     return CExportReport(
         header=folder / HEADER_NAME,
         source=folder / SOURCE_NAME,
         check=check,
         compiler=cc,
         atol=atol,
-        n_random=n_random,
-        n_on_policy=n_on_policy,
-        notices=notices,
+        n_random=plan.n_random,
+        n_on_policy=plan.n_on_policy,
+        notices=plan.notices,
     )
 
 
@@ -133,30 +125,25 @@ def _verify(
     staging: Path,
     policy: SoftmaxPolicy,
     folder: Path,
+    plan: VerificationPlan,
     *,
     atol: float,
-    n_random: int,
-    n_on_policy: int,
     seed: int,
-    env_id: str | None = None,
 ) -> FormatCheck:
     """Compile the staged pair with the harness and compare it with the PyTorch policy."""
     spec = policy.spec
     obs = verification_observations(
-        policy, n_random=n_random, n_on_policy=n_on_policy, seed=seed, env_id=env_id
+        policy,
+        n_random=plan.n_random,
+        n_on_policy=plan.n_on_policy,
+        seed=seed,
+        env_id=plan.env_id,
     )
     heads = spec.action_layout.n_branches
     ref = reference_outputs(policy, obs, seed=seed, atol=atol)
     harness = CHarness.build(cc, staging, spec.obs_dim, spec.n_actions, heads)
     check = compare("c", folder / SOURCE_NAME, harness, spec, *ref.arguments)
-    if not check.passed:  # NaN fails too: the ratio comparison is "<= 1.0"
-        raise ExportVerificationError(
-            f"c export differs from the PyTorch policy: max |dp| = {check.max_abs_diff:.3g}, "
-            f"{check.max_tolerance_ratio:.3g}x the float32 tolerance (atol floor {atol:.3g}), "
-            f"{check.greedy_mismatches} greedy and {check.sampled_mismatches} sampled action "
-            f"mismatches over {len(obs)} observations; nothing was written"
-        )
-    return check
+    return require_passed(check, atol=atol, n_observations=len(obs), folder=folder)
 
 
 @contextlib.contextmanager

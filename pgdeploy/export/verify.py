@@ -160,14 +160,31 @@ def on_policy_observations(
     )
 
 
-def verification_env(
-    file_env_id: str, env_id: str | None, trust_env_module: bool
-) -> tuple[str | None, tuple[str, ...]]:
-    """The env for on-policy observations, or None with a notice saying why not.
+@dataclass(frozen=True)
+class VerificationPlan:
+    """The observations an export is checked on, the same for every target."""
+
+    env_id: str | None
+    """The env played for the on-policy observations; None: random ones replace them."""
+    n_random: int
+    n_on_policy: int
+    notices: tuple[str, ...] = ()
+    """Why the on-policy observations were replaced, when they were."""
+
+
+def plan_verification(
+    file_env_id: str,
+    env_id: str | None,
+    trust_env_module: bool,
+    *,
+    n_random: int,
+    n_on_policy: int,
+) -> VerificationPlan:
+    """The env for on-policy observations and the counts, or random rows with a notice.
 
     ``env_id`` (the user's) is used as given; the checkpoint's own id only when
     :func:`pgdeploy.envs.env_id_from_file` allows it and it can be made, else random
-    observations replace the on-policy ones and the notice says so.
+    observations replace the on-policy ones (the total stays) and the notice says so.
     """
     from pgdeploy.envs import env_id_from_file, make_env
 
@@ -183,8 +200,9 @@ def verification_env(
     except UnsupportedEnvError as exc:
         if env_id is not None:
             raise
-        return None, (f"on-policy verification skipped, random observations used instead: {exc}",)
-    return chosen, ()
+        notice = f"on-policy verification skipped, random observations used instead: {exc}"
+        return VerificationPlan(None, n_random + n_on_policy, 0, (notice,))
+    return VerificationPlan(chosen, n_random, n_on_policy)
 
 
 #: Unit roundoff of float32 (half an ulp of 1.0).
@@ -248,6 +266,22 @@ def probability_tolerance(
             tol[:, head] = p[:, head] * (np.expm1(2 * d) + (n + 4) * FLOAT32_UNIT)
         offset += n
     return np.minimum(tol + atol, 1.0)
+
+
+def require_passed(
+    check: FormatCheck, *, atol: float, n_observations: int, folder: Path
+) -> FormatCheck:
+    """``check`` when it passed, else the error saying how far the file is from PyTorch."""
+    if check.passed:  # NaN fails too: the ratio comparison is "<= 1.0"
+        return check
+    raise ExportVerificationError(
+        f"{check.format} export differs from the PyTorch policy: max |dp| = "
+        f"{check.max_abs_diff:.3g}, {check.max_tolerance_ratio:.3g}x the float32 "
+        f"tolerance (atol floor {atol:.3g}), "
+        f"{check.greedy_mismatches} greedy and {check.sampled_mismatches} sampled "
+        f"action mismatches over {n_observations} observations; nothing was written "
+        f"({folder} was left as it was)"
+    )
 
 
 def compare(
