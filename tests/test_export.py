@@ -97,6 +97,31 @@ def test_export_into_out_dir_reports_what_it_verified(exported_model: Path, tmp_
         assert check.passed_actions
 
 
+def test_export_runs_on_one_torch_thread_and_restores_the_callers(
+    exported_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    seen: list[int] = []
+    reference_outputs = exporter.reference_outputs
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(torch.get_num_threads())
+        return reference_outputs(*args, **kwargs)
+
+    monkeypatch.setattr(exporter, "reference_outputs", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        export_checkpoint(
+            exported_model / "model.pt", out_dir=tmp_path, n_random=64, n_on_policy=64
+        )
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def old_export(folder: Path, exported_model: Path) -> dict[str, bytes]:
     shutil.copy(exported_model / "model.pt", folder / "model.pt")
     (folder / "model.onnx").write_bytes(b"the previous onnx")

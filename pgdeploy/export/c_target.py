@@ -10,21 +10,23 @@ with its staging folder, so nothing is left under the final names.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from pgdeploy._io import atomic_write_set, atomic_write_text, check_writable
 from pgdeploy.export.c_compile import CHarness, find_compiler
 from pgdeploy.export.c_source import c_sources
 from pgdeploy.export.c_support import check_c_supported
-from pgdeploy.export.exporter import DEFAULT_ATOL, check_atol, load_exportable, output_folder
+from pgdeploy.export.exporter import (
+    DEFAULT_ATOL,
+    check_atol,
+    load_exportable,
+    one_torch_thread,
+    output_folder,
+)
 from pgdeploy.export.verify import (
     FormatCheck,
     VerificationPlan,
@@ -54,6 +56,7 @@ class CExportReport:
     notices: tuple[str, ...] = ()
 
 
+@one_torch_thread()
 def export_c(
     checkpoint_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str] | None = None,
@@ -96,8 +99,7 @@ def export_c(
         try:
             atomic_write_text(staging / HEADER_NAME, sources.header)
             atomic_write_text(staging / SOURCE_NAME, sources.source)
-            with _one_torch_thread():
-                check = _verify(cc, staging, policy, folder, plan, atol=atol, seed=seed)
+            check = _verify(cc, staging, policy, folder, plan, atol=atol, seed=seed)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     # The verified pair lands as one set, as the ONNX/TorchScript pair does: a failed
@@ -144,15 +146,3 @@ def _verify(
     harness = CHarness.build(cc, staging, spec.obs_dim, spec.n_actions, heads)
     check = compare("c", folder / SOURCE_NAME, harness, spec, *ref.arguments)
     return require_passed(check, atol=atol, n_observations=len(obs), folder=folder)
-
-
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Verification runs thousands of one-row forward passes: on a busy 2-core machine
-    torch's thread pool made each ~10 ms (waking workers) against ~10 us on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
