@@ -123,22 +123,16 @@ def bench_act(model: Path, blocks: int, calls: int) -> list[str]:
     from runtime_speed import ReferencePolicy, select_action
 
     from pgdeploy.runtime import Agent
-    from pgdeploy.runtime.bench import observations
+    from pgdeploy.runtime.bench import call_times_ns, observations
 
     torch.set_num_threads(1)
     agent = Agent.load(model, seed=0)
     rows = list(observations(agent, 1024))
     reference = ReferencePolicy(agent.spec.obs_dim, agent.spec.n_actions)
-    clock = time.perf_counter_ns
     act_times: list[int] = []
 
     def block(fn: Callable[[np.ndarray], Any], n: int, keep: list[int] | None) -> float:
-        times = np.empty(n, np.int64)
-        for i in range(n):
-            obs = rows[i % 1024]
-            start = clock()
-            fn(obs)
-            times[i] = clock() - start
+        times = call_times_ns(fn, rows, n)
         if keep is not None:
             keep.extend(times.tolist())
         return float(np.median(times)) / 1e3
@@ -171,13 +165,9 @@ def _thread_cpu_percentiles(
 ) -> tuple[float, float]:
     """p50/p99 of ``fn``'s own CPU time: what is left of the tail when preemption by other
     processes (wall-clock p99 on a loaded machine) is taken out."""
-    clock = time.thread_time_ns
-    times = np.empty(calls, np.int64)
-    for i in range(calls):
-        obs = rows[i % len(rows)]
-        start = clock()
-        fn(obs)
-        times[i] = clock() - start
+    from pgdeploy.runtime.bench import call_times_ns
+
+    times = call_times_ns(fn, rows, calls, clock=time.thread_time_ns)
     p50, p99 = np.percentile(times, [50, 99]) / 1e3
     return float(p50), float(p99)
 

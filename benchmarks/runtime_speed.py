@@ -27,7 +27,7 @@ from torch import nn
 from torch.distributions import Categorical
 
 from pgdeploy.runtime import Agent, play
-from pgdeploy.runtime.bench import act_latency, batch_throughput, observations
+from pgdeploy.runtime.bench import act_latency, batch_throughput, call_times_ns, observations
 
 BATCH_SIZES = (1, 64, 4096, 65_536)
 
@@ -55,15 +55,8 @@ def select_action(policy: ReferencePolicy, state: np.ndarray) -> tuple[int, torc
 
 def latency(fn: Callable[[np.ndarray], Any], rows: np.ndarray, calls: int) -> dict[str, float]:
     """p50/p99/mean microseconds of ``fn(row)`` over varied rows, after a warm-up."""
-    for i in range(min(calls, 500)):
-        fn(rows[i % len(rows)])
-    clock = time.perf_counter_ns
-    times = np.empty(calls, np.int64)
-    for i in range(calls):
-        row = rows[i % len(rows)]
-        start = clock()
-        fn(row)
-        times[i] = clock() - start
+    call_times_ns(fn, rows, min(calls, 500))
+    times = call_times_ns(fn, rows, calls)
     return {
         "p50_us": float(np.percentile(times, 50)) / 1e3,
         "p99_us": float(np.percentile(times, 99)) / 1e3,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from pgdeploy.errors import InvalidArgumentError
 from pgdeploy.runtime.agent import Agent
@@ -38,19 +40,29 @@ def observations(agent: Agent, n: int, seed: int = 0) -> np.ndarray:
     return rng.uniform(low, high, size=(n, spec.obs_dim)).astype(np.float32)
 
 
+def call_times_ns(
+    fn: Callable[[Any], Any],
+    rows: Sequence[Any],
+    calls: int,
+    *,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> npt.NDArray[np.int64]:
+    """Nanoseconds of each of ``calls`` calls ``fn(row)``, cycling through ``rows``."""
+    times = np.empty(calls, np.int64)
+    for i in range(calls):
+        row = rows[i % len(rows)]
+        start = clock()
+        fn(row)
+        times[i] = clock() - start
+    return times
+
+
 def act_latency(agent: Agent, *, calls: int = 20_000, warmup: int = 1_000) -> LatencyResult:
     """Per-call ``act`` time, validation and sampling included, over varied observations."""
     obs = observations(agent, 1024)
     rows = [obs[i] for i in range(len(obs))]
-    clock = time.perf_counter_ns
-    for i in range(warmup):
-        agent.act(rows[i % 1024])
-    times = np.empty(calls, np.int64)
-    for i in range(calls):
-        row = rows[i % 1024]
-        start = clock()
-        agent.act(row)
-        times[i] = clock() - start
+    call_times_ns(agent.act, rows, warmup)
+    times = call_times_ns(agent.act, rows, calls)
     return LatencyResult(
         calls=calls,
         p50_us=float(np.percentile(times, 50)) / 1e3,
