@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from pgdeploy._process import gc_paused
 from pgdeploy.errors import MissingDependencyError
 
 #: The distribution name on package indexes. The import name stays ``pgdeploy``; the public
@@ -37,9 +38,12 @@ def require(module: str, *, extra: str, feature: str) -> ModuleType:
 
     Only the absence of ``module`` itself (or of a package it is part of) becomes the
     typed error; an ImportError of anything else inside it is a real bug and propagates.
+    These are the heavy imports (torch first), so the garbage collector is paused for them
+    (:func:`pgdeploy._process.gc_paused`).
     """
     try:
-        return importlib.import_module(module)
+        with gc_paused():
+            return importlib.import_module(module)
     except ImportError as exc:
         absent = exc.name or ""
         if absent and not (module == absent or module.startswith(absent + ".")):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import signal
 import sys
@@ -15,6 +14,7 @@ from typing import Any
 import click
 
 from pgdeploy import __version__
+from pgdeploy._process import claim_process, exit_now
 from pgdeploy.errors import PgdeployError
 
 
@@ -489,15 +489,15 @@ if __name__ == "__main__":  # pragma: no cover
 
 
 def console_main() -> None:
-    """The console script (``pgdeploy``, ``python -m pgdeploy``): :func:`main`, then an exit
-    that skips the interpreter's last garbage collection.
+    """The console script (``pgdeploy``, ``python -m pgdeploy``): :func:`main` in a process
+    that is the command and nothing else (:mod:`pgdeploy._process`).
 
-    After ``import torch`` that collection walks every object torch created: 0.6-0.9 s here,
-    a third of a whole ``python -c "import torch"``. When a command returns its files are
-    closed and its output written, so there is nothing left for it to free; atexit
-    handlers (Ray's shutdown among them) still run.
+    Its heavy imports run with the garbage collector paused and are then frozen, and once
+    the command has returned (its files closed, its output written) the process ends
+    without the interpreter's teardown; atexit handlers (Ray's shutdown among them) run.
     """
+    claim_process()
     try:
         main(prog_name="pgdeploy")
-    finally:
-        gc.freeze()
+    except SystemExit as stop:  # how click's standalone mode always ends
+        exit_now(stop.code)
