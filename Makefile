@@ -10,7 +10,7 @@ DEMO_DIR ?= runs/demo
 # Where tests/test_docs.py finds onnxruntime-node for the JavaScript snippet.
 PGDEPLOY_NODE_CACHE ?= $(HOME)/.cache/pgdeploy/node
 
-.PHONY: install demo test test-slow lint docs docs-js bench-train bench-runtime bench-c fuzz model clean c-example
+.PHONY: install demo test test-slow lint docs docs-js bench-train bench-runtime bench-c bench-pipeline fuzz model clean c-example
 
 install: $(VENV)/.installed
 
@@ -51,6 +51,12 @@ bench-train: install
 
 bench-runtime: install
 	$(PY) benchmarks/runtime_speed.py
+
+# Every goal of issue 13 as a ratio against its reference (~6 min on 2 cores); its
+# LunarLander-v3 row needs Box2D, so this installs the box2d extra first.
+bench-pipeline: install
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[box2d]'
+	$(PY) benchmarks/pipeline_speed.py
 
 # The shipped policy as C99 (policy.c/policy.h, verified at export), embedded in a C
 # program with its own CartPole physics (examples/c_cartpole/cartpole.c): plays 100 episodes.

@@ -12,7 +12,8 @@ load from other jobs on a shared machine hits both sides; each ratio is of media
 - act: ``Agent.act`` vs the reference ``select_action`` (autograd on, as the tutorial runs
   it) in this process, in alternating blocks; p99 / p50 of ``act``.
 - act_batch at 65,536: vs a bare ``InferenceSession.run`` of the same graph and batch (its
-  sampled output, uniforms given) and vs PyTorch eager + ``Categorical``, alternating.
+  sampled output, uniforms given) and vs PyTorch eager + ``Categorical``, each side in its
+  own process (``benchmarks/batch_rate.py``), alternating.
 - LunarLander-v3: the collector's valid env steps/s with the default vectorisation vs the
   collector of the commit the issue measured (``BASELINE_COMMIT``, extracted with ``git
   archive``), each in its own process, alternating; today's ``sync`` beside them.
@@ -37,6 +38,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 TORCH = [sys.executable, "-c", "import torch"]
+#: The least a process importing torch can cost: no collection during the import and no
+#: teardown at exit (what pgdeploy's own process does). Printed beside each goal, no goal.
+TORCH_FLOOR = [sys.executable, "-c", "import gc; gc.disable(); import os, torch; os._exit(0)"]
 PGDEPLOY = [sys.executable, "-m", "pgdeploy"]
 
 
@@ -64,13 +68,14 @@ def row(name: str, value: float, reference: float, unit: str, goal: str, ok: boo
 def bench_train(seeds: list[int], solve_seeds: list[int], out: Path) -> list[str]:
     from pgdeploy.training.checkpoint import load_checkpoint
 
-    torch_s, train_s, summaries = [], [], {}
+    torch_s, floor_s, train_s, summaries = [], [], [], {}
     for seed in sorted(set(seeds) | set(solve_seeds)):
         folder = out / f"train{seed}"
         cmd = [*PGDEPLOY, "train", "--seed", str(seed), "--out", str(folder), "--quiet"]
         if seed in seeds:
             torch_s.append(wall(TORCH))
             train_s.append(wall(cmd))
+            floor_s.append(wall(TORCH_FLOOR))
         else:
             wall(cmd)
         summaries[seed] = load_checkpoint(folder / "model.pt").training
@@ -84,6 +89,7 @@ def bench_train(seeds: list[int], solve_seeds: list[int], out: Path) -> list[str
             f"{s}: {a:.2f}/{b:.2f}" for s, a, b in zip(seeds, torch_s, train_s, strict=True)
         ),
         row(f"pgdeploy train, median of {len(seeds)}", p, t, "s", "<= 1.35", p / t <= 1.35),
+        _floor_line(p, floor_s),
         f"{'  seeds solved, median env steps':<40} {len(solved)}/{len(solve_seeds)} solved, "
         f"median {steps:,.0f} steps (goal all solved, <= 100k: "
         f"{'met' if len(solved) == len(solve_seeds) and steps <= 100_000 else 'NOT met'}); "
@@ -92,17 +98,27 @@ def bench_train(seeds: list[int], solve_seeds: list[int], out: Path) -> list[str
 
 
 def bench_export(checkpoint: Path, pairs: int, out: Path) -> list[str]:
-    torch_s, export_s = [], []
+    torch_s, floor_s, export_s = [], [], []
     for i in range(pairs):
         cmd = [*PGDEPLOY, "export", str(checkpoint), "--out-dir", str(out / f"export{i}")]
         torch_s.append(wall(TORCH))
         export_s.append(wall(cmd))
+        floor_s.append(wall(TORCH_FLOOR))
     t, e = statistics.median(torch_s), statistics.median(export_s)
     return [
         "export pairs (import torch / pgdeploy export, s): "
         + ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(torch_s, export_s, strict=True)),
         row(f"pgdeploy export, median of {pairs}", e, t, "s", "<= 2", e / t <= 2.0),
+        _floor_line(e, floor_s),
     ]
+
+
+def _floor_line(value: float, floor_s: list[float]) -> str:
+    floor = statistics.median(floor_s)
+    return (
+        f"{'  vs the floor (no goal)':<40} {value:.3f} s against {floor:.3f} s for "
+        f"{TORCH_FLOOR[-1]!r}: {value / floor:.3f}x"
+    )
 
 
 def alternate(a: Callable[[], float], b: Callable[[], float], rounds: int) -> tuple[float, float]:
@@ -173,40 +189,17 @@ def _thread_cpu_percentiles(
 
 
 def bench_batch(model: Path, checkpoint: Path, rounds: int, n: int = 65_536) -> list[str]:
-    import onnxruntime as ort
-    import torch
-    from torch.distributions import Categorical
+    """act_batch against a bare session and against PyTorch eager, each side a process of
+    its own (benchmarks/batch_rate.py says why), alternating; medians of the processes'
+    medians over ``BATCH_CALLS`` calls each."""
 
-    from pgdeploy.runtime import Agent
-    from pgdeploy.runtime.bench import observations
-    from pgdeploy.training.checkpoint import load_checkpoint
+    def side(name: str) -> Callable[[], float]:
+        cmd = [sys.executable, str(HERE / "batch_rate.py"), name, str(model), str(checkpoint)]
+        cmd += [str(n), str(BATCH_CALLS)]
+        return lambda: float(subprocess.run(cmd, check=True, capture_output=True).stdout)
 
-    agent = Agent.load(model, seed=0)
-    obs = observations(agent, n)
-    uniforms = np.random.default_rng(0).random((n, 1), dtype=np.float32)
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    policy = load_checkpoint(checkpoint).build_policy()
-    torch.set_num_threads(2)
-    x = torch.from_numpy(obs)
-
-    def timed(fn: Callable[[], Any]) -> Callable[[], float]:
-        def run() -> float:
-            start = time.perf_counter()
-            fn()
-            return time.perf_counter() - start
-
-        return run
-
-    def eager() -> None:
-        with torch.no_grad():
-            Categorical(policy.probs(x)).sample().numpy()
-
-    agent_run = timed(lambda: agent.act_batch(obs))
-    bare = timed(lambda: session.run(["sampled_action"], {"obs": obs, "uniform": uniforms}))
-    for fn in (agent_run, bare, timed(eager)):
-        fn()
-    bare_s, agent_s = alternate(bare, agent_run, rounds)
-    eager_s, agent2_s = alternate(timed(eager), agent_run, rounds)
+    bare_s, agent_s = alternate(side("bare"), side("agent"), rounds)
+    eager_s, agent2_s = alternate(side("eager"), side("agent"), rounds)
     eager_x = eager_s / agent2_s
     return [
         row(
@@ -229,6 +222,10 @@ def bench_batch(model: Path, checkpoint: Path, rounds: int, n: int = 65_536) -> 
     ]
 
 
+#: Timed calls per batch_rate.py process (after 3 untimed ones).
+BATCH_CALLS = 15
+
+
 #: The commit issue 13's "today" figures were measured on: its collector is the reference.
 BASELINE_COMMIT = "d5dbbf2"
 
@@ -237,6 +234,12 @@ def bench_vector(env_id: str, rounds: int, collects: int = 8) -> list[str]:
     """Valid env steps/s of the collector with the default vectorisation against the
     collector of ``BASELINE_COMMIT``, each a fresh process (benchmarks/collector_rate.py),
     alternating; today's ``sync`` is measured beside them to show what the choice adds."""
+    try:
+        import gymnasium
+
+        gymnasium.make(env_id).close()
+    except Exception as exc:  # e.g. LunarLander without Box2D: say so, keep the other rows
+        return [f"{env_id}: cannot be made here ({exc}); skipped (make bench-pipeline installs it)"]
     with tempfile.TemporaryDirectory(prefix="pipeline_speed.baseline.") as tree:
         archive = subprocess.run(
             ["git", "-C", str(HERE.parent), "archive", BASELINE_COMMIT, "pgdeploy"],
@@ -308,6 +311,15 @@ def run_existing(out: Path) -> list[str]:
     return lines
 
 
+def _ml_dtypes_import() -> str:
+    """onnx imports ml_dtypes, and its 0.7.0 took 0.47 s to import here (constraints.txt)."""
+    code = "import time, numpy; t = time.perf_counter(); import ml_dtypes; "
+    code += "print(ml_dtypes.__version__, round(time.perf_counter() - t, 3))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    version, _, seconds = out.stdout.strip().partition(" ")
+    return f"ml_dtypes {version or '?'} imports in {seconds or '?'} s"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0-4", help="Timed train seeds.  [default: 0-4]")
@@ -315,7 +327,7 @@ def main() -> None:
     parser.add_argument("--export-pairs", type=int, default=5)
     parser.add_argument("--act-blocks", type=int, default=10)
     parser.add_argument("--act-calls", type=int, default=5000, help="act calls per block")
-    parser.add_argument("--batch-rounds", type=int, default=15)
+    parser.add_argument("--batch-rounds", type=int, default=5, help="process pairs")
     parser.add_argument("--vector-env", default="LunarLander-v3")
     parser.add_argument("--vector-rounds", type=int, default=8)
     parser.add_argument("--existing", action="store_true", help="also run the old benchmarks")
@@ -331,7 +343,7 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"cores: {os.cpu_count()}, load average at start: {load:.2f}, "
-        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}",
+        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, {_ml_dtypes_import()}",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="pipeline_speed.") as tmp:
