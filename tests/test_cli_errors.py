@@ -326,6 +326,10 @@ def snapshot(folder: Path) -> set[str]:
 RUNTIME_ONLY = {
     "train": (["train", "-q"], "training needs the 'torch' package"),
     "export": (["export", "MODEL/model.pt"], "export needs the 'torch' package"),
+    "export --target c": (
+        ["export", "MODEL/model.pt", "--target", "c"],
+        "export needs the 'torch' package",
+    ),
     "resume": (["train", "--resume", "MODEL"], "training needs the 'torch' package"),
     "inspect model.pt": (["inspect", "MODEL/model.pt"], "inspecting a checkpoint needs"),
 }

@@ -30,6 +30,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(exporter, name)
     if name in ("CExportReport", "export_c"):
+        require("torch", extra="train", feature="export")  # the C target loads a checkpoint too
         from pgdeploy.export import c_target
 
         return getattr(c_target, name)
