@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto, helper
 
@@ -147,11 +148,43 @@ def test_nan_row_at_run_time_raises_instead_of_action_0(
         agent.probs(bad)
 
 
-def test_an_out_of_range_action_at_run_time_raises(exported_model: Path) -> None:
-    agent = Agent.load(exported_model / "model.onnx", seed=0)
-    agent._actions = range(0)  # as if the graph returned an action outside 0..n-1
-    with pytest.raises(PolicyOutputError, match=r"returned action \d, expected 0..1"):
-        agent.act(np.zeros(4, np.float32))
+def lie_on_one_observation(model: onnx.ModelProto, output: str, trigger: float) -> None:
+    """``output`` + 5 where the first observation value is exactly ``trigger``.
+
+    The load-time probe batch never holds that value, so only the run-time check sees it.
+    """
+    reroute(
+        model,
+        output,
+        [
+            constant("col0", np.array(0, np.int64)),
+            constant("trigger", np.array(trigger, np.float32)),
+            constant("five", np.array(5, np.int64)),
+            helper.make_node("Gather", ["obs", "col0"], ["first"], axis=1),
+            helper.make_node("Equal", ["first", "trigger"], ["hit"]),
+            helper.make_node("Cast", ["hit"], ["hit_int"], to=TensorProto.INT64),
+            helper.make_node("Mul", ["hit_int", "five"], ["lie"]),
+            helper.make_node("Add", ["raw", "lie"], [output]),
+        ],
+    )
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_an_out_of_range_action_at_run_time_raises(
+    exported_model: Path, tmp_path: Path, deterministic: bool, fast_path: bool
+) -> None:
+    model = load_onnx(exported_model)
+    output = "greedy_action" if deterministic else "sampled_action"
+    lie_on_one_observation(model, output, 1.25)
+    path = save_onnx(model, tmp_path / "model.onnx")
+    agent = Agent.load(path, seed=0, deterministic=deterministic, fast_path=fast_path)
+    fine, trigger = np.zeros(4, np.float32), np.array([1.25, 0, 0, 0], np.float32)
+    assert agent.act(fine) in (0, 1)
+    with pytest.raises(PolicyOutputError, match=r"returned action [56], expected 0..1"):
+        agent.act(trigger)
+    with pytest.raises(PolicyOutputError, match=r"returned action [56], expected 0..1"):
+        agent.act_batch(np.stack([fine, trigger]))
     with pytest.raises(PolicyOutputError, match=r"returned action 5, expected 0..1"):
         from pgdeploy.runtime.output_checks import check_batch_outputs
 

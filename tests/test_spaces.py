@@ -172,3 +172,15 @@ def test_frozenlake_from_the_cli_trains_exports_best_and_runs(tmp_path: Path) ->
     assert "onnx: " in exported and "x its float32 tolerance" in exported
     played = invoke("run", str(out / "model.onnx"), "--episodes", "5", "--deterministic")
     assert "over 5 episodes" in played and played.count("episode ") == 5
+
+
+def test_graph_cut_to_any_outputs_matches_the_whole_graph(trained: Path) -> None:
+    """Pruning (the agent's single-step graph) on one-hot encodings and several heads."""
+    from pgdeploy.runtime.output_checks import probe_observations, probe_uniforms
+    from tests.test_graph_pruning import assert_prunes_exactly
+
+    spec = Agent.load(trained / "model.onnx").spec
+    rows = probe_observations(spec)
+    assert_prunes_exactly(
+        trained / "model.onnx", rows, probe_uniforms(len(rows), spec.action_layout.n_branches)
+    )

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 
 from pgdeploy.errors import ModelLoadError, ModelSpecError
+from pgdeploy.runtime.graph_pruning import prune_to_outputs
 from pgdeploy.runtime.onnx_graph import GraphInfo, GraphLimits, read_graph
 from pgdeploy.runtime.output_checks import (
     action_heads,
@@ -48,6 +51,10 @@ class LoadedModel:
     sha256: str
     path: Path
     graph: GraphInfo
+    #: The checked bytes ``session`` was built from (never re-read from disk) and its
+    #: thread count, for :func:`pruned_session`.
+    data: bytes = field(default=b"", repr=False)
+    threads: int = 1
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -130,7 +137,41 @@ def load_model(
             f"{_hint(first_line)}"
         ) from exc
     check_graph(session, metadata, source=source)
-    return LoadedModel(session=session, metadata=metadata, sha256=digest, path=path, graph=graph)
+    return LoadedModel(
+        session=session,
+        metadata=metadata,
+        sha256=digest,
+        path=path,
+        graph=graph,
+        data=data,
+        threads=threads,
+    )
+
+
+def pruned_session(model: LoadedModel, outputs: Sequence[str]) -> ort.InferenceSession | None:
+    """A session on the model's graph cut down to ``outputs``, or None if it cannot stand in.
+
+    It stands in only when it builds and returns the very same values as the whole graph
+    on the load-time probe batch (:func:`probe_observations`); otherwise the caller keeps
+    the whole graph, which is slower but never wrong.
+    """
+    spec = model.metadata.spec
+    rows = probe_observations(spec)
+    feeds = {OBS_INPUT: rows, UNIFORM_INPUT: probe_uniforms(len(rows), len(action_heads(spec)))}
+    try:
+        session = ort.InferenceSession(
+            prune_to_outputs(model.data, outputs),
+            sess_options=session_options(model.threads),
+            providers=["CPUExecutionProvider"],
+        )
+        names = {i.name for i in session.get_inputs()}
+        got = session.run(list(outputs), {k: v for k, v in feeds.items() if k in names})
+    except Exception:
+        return None
+    want = model.session.run(list(outputs), feeds)
+    if all(np.array_equal(a, b) for a, b in zip(got, want, strict=True)):
+        return session
+    return None
 
 
 _HINTS = (
