@@ -126,3 +126,14 @@ def test_deterministic_is_fixed_at_load(exported_model: Path) -> None:
     with pytest.raises(AttributeError):
         agent.deterministic = True  # type: ignore[misc]
     assert agent.deterministic is False
+
+
+def test_large_graphs_run_whole(exported_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above PRUNE_MAX_ELEMENTS weights the file's bytes are not kept and nothing is cut."""
+    monkeypatch.setattr(model_file, "PRUNE_MAX_ELEMENTS", 1000)  # CartPole's MLP has ~900
+    small = Agent.load(exported_model / "model.onnx")
+    monkeypatch.setattr(model_file, "PRUNE_MAX_ELEMENTS", 100)
+    large = Agent.load(exported_model / "model.onnx")
+    assert small.runs_pruned_graph and small.model.data
+    assert not large.runs_pruned_graph and large.model.data == b""
+    assert large.uses_fast_path

@@ -40,6 +40,10 @@ from pgdeploy.spec import (
 #: ``Agent.load`` changes it): a policy MLP is kilobytes to megabytes.
 MAX_MODEL_BYTES = 256 << 20
 DEFAULT_LIMITS = GraphLimits()
+#: Graphs with more weight elements are not pruned (:func:`pruned_session`): there the
+#: ~0.4 us a node pruning saves is lost next to the matrix products, and a second session
+#: would hold the weights twice.
+PRUNE_MAX_ELEMENTS = 1 << 20
 
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -51,8 +55,8 @@ class LoadedModel:
     sha256: str
     path: Path
     graph: GraphInfo
-    #: The checked bytes ``session`` was built from (never re-read from disk) and its
-    #: thread count, for :func:`pruned_session`.
+    #: The checked bytes ``session`` was built from (never re-read from disk; empty above
+    #: ``PRUNE_MAX_ELEMENTS`` weights) and its thread count, for :func:`pruned_session`.
     data: bytes = field(default=b"", repr=False)
     threads: int = 1
 
@@ -143,7 +147,7 @@ def load_model(
         sha256=digest,
         path=path,
         graph=graph,
-        data=data,
+        data=data if graph.total_elements <= PRUNE_MAX_ELEMENTS else b"",
         threads=threads,
     )
 
@@ -152,9 +156,12 @@ def pruned_session(model: LoadedModel, outputs: Sequence[str]) -> ort.InferenceS
     """A session on the model's graph cut down to ``outputs``, or None if it cannot stand in.
 
     It stands in only when it builds and returns the very same values as the whole graph
-    on the load-time probe batch (:func:`probe_observations`); otherwise the caller keeps
-    the whole graph, which is slower but never wrong.
+    on the load-time probe batch (:func:`probe_observations`); otherwise, and for graphs
+    of more than ``PRUNE_MAX_ELEMENTS`` weights, the caller keeps the whole graph, which is
+    slower but never wrong.
     """
+    if not model.data:
+        return None
     spec = model.metadata.spec
     rows = probe_observations(spec)
     feeds = {OBS_INPUT: rows, UNIFORM_INPUT: probe_uniforms(len(rows), len(action_heads(spec)))}
