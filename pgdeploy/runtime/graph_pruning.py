@@ -47,12 +47,12 @@ def prune_to_outputs(data: bytes, outputs: Iterable[str]) -> bytes:
 def _prune_graph(reader: _Reader, start: int, end: int, wanted: set[str]) -> bytes:
     data = reader.data
     entries: list[tuple[int, int, int, int]] = []  # (field, entry start, value start, end)
-    nodes: list[tuple[int, list[str], list[str]]] = []  # (entry index, inputs, outputs)
+    nodes: dict[int, tuple[list[str], list[str]]] = {}  # entry index -> (inputs, outputs)
     declared_outputs: set[str] = set()
     entry_start = start
     for number, wire, a, b in reader.fields(start, end):
         if wire == _WIRE_BYTES and number == _GRAPH_NODE:
-            nodes.append((len(entries), *_node_names(reader, a, b)))
+            nodes[len(entries)] = _node_names(reader, a, b)
         elif wire == _WIRE_BYTES and number == _GRAPH_OUTPUT:
             declared_outputs.add(_name(reader, a, b, _VALUE_INFO_NAME))
         entries.append((number, entry_start, a, b))
@@ -60,15 +60,24 @@ def _prune_graph(reader: _Reader, start: int, end: int, wanted: set[str]) -> byt
     missing = wanted - declared_outputs
     if missing:
         raise ValueError(f"the graph has no output {sorted(missing)}")
-    # Nodes are topologically sorted (ONNX requires it), so one backward pass finds them all.
-    needed = set(wanted)
+    # A walk back from the outputs through each value's producer: it does not rely on the
+    # nodes being listed in topological order (onnxruntime sorts a graph that is not).
+    producer = {name: index for index, (_, outputs) in nodes.items() for name in outputs}
+    needed: set[str] = set()
     kept_nodes: set[int] = set()
     produced: set[str] = set()
-    for index, inputs, node_outputs in reversed(nodes):
-        if needed.intersection(node_outputs):
+    pending = list(wanted)
+    while pending:
+        name = pending.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        index = producer.get(name)
+        if index is not None and index not in kept_nodes:
             kept_nodes.add(index)
-            needed.update(name for name in inputs if name)
-            produced.update(node_outputs)
+            inputs, outputs = nodes[index]
+            produced.update(outputs)
+            pending.extend(value for value in inputs if value)
     values = needed | produced
     kept: list[bytes] = []
     for index, (number, entry_start, a, b) in enumerate(entries):
