@@ -475,7 +475,8 @@ def bench(
     act = result["act"]
     click.echo(
         f"act: p50 {act['p50_us']:.2f} us, p99 {act['p99_us']:.2f} us ({act['calls']} calls, "
-        f"fast path: {result['fast_path']}, batch threads: {result['batch_threads']})"
+        f"fast path: {result['fast_path']}, pruned graph: {result['pruned_graph']}, "
+        f"batch threads: {result['batch_threads']})"
     )
     for row in result["act_batch"]:
         click.echo(
