@@ -177,3 +177,20 @@ def test_batch_threads_must_be_positive(onnx_path: Path) -> None:
         ValueError, match="batch_threads must be an integer from 1 to 1024 or None, got 0"
     ):
         Agent.load(onnx_path, batch_threads=0)
+
+
+def test_a_subclass_overriding_act_keeps_its_override(onnx_path: Path) -> None:
+    """The fast closure replaces act on plain agents only; super().act() still reaches it."""
+    calls: list[int] = []
+
+    class Logged(Agent):
+        def act(self, obs: object) -> object:
+            action = super().act(obs)
+            calls.append(int(action))  # type: ignore[call-overload]
+            return action
+
+    obs = observations(Agent.load(onnx_path), 50)
+    logged = Logged.load(onnx_path, seed=9)
+    plain = Agent.load(onnx_path, seed=9)
+    assert [logged.act(row) for row in obs] == [plain.act(row) for row in obs] == calls
+    assert logged.uses_fast_path and logged.runs_pruned_graph
