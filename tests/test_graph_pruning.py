@@ -126,12 +126,14 @@ def test_a_cut_that_cannot_stand_in_gives_way_to_the_whole_graph(
     )
 
 
-def test_deterministic_is_fixed_at_load(exported_model: Path) -> None:
+def test_what_the_agent_was_loaded_with_is_fixed(exported_model: Path) -> None:
     """The single-step graph is cut to one action output, so the mode cannot change later
-    (assigning it used to leave act_batch sampling at u = 0: a silently wrong action)."""
+    (assigning it used to leave act_batch sampling at u = 0: a silently wrong action); the
+    act closure also holds the model's buffers and the checker's bounds."""
     agent = Agent.load(exported_model / "model.onnx", seed=0)
-    with pytest.raises(AttributeError):
-        agent.deterministic = True  # type: ignore[misc]
+    for name, value in (("deterministic", True), ("model", None), ("checker", None)):
+        with pytest.raises(AttributeError):
+            setattr(agent, name, value)
     assert agent.deterministic is False
 
 

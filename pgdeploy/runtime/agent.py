@@ -117,9 +117,9 @@ class Agent:
             batch_threads = min(2, os.cpu_count() or 1)
         self.batch_threads = int(batch_threads)
         self._pool: ThreadPoolExecutor | None = None
-        self.model = model
+        self._model = model
         self._deterministic = deterministic
-        self.checker = ObservationChecker(model.metadata.spec, out_of_bounds)
+        self._checker = ObservationChecker(model.metadata.spec, out_of_bounds)
         self._session = model.session
         self._owner = threading.get_ident()
         self._seed_sequence = as_seed_sequence(seed)
@@ -205,16 +205,26 @@ class Agent:
         )
 
     @property
+    def model(self) -> LoadedModel:
+        """The loaded file (session, metadata, sha256); fixed, like everything set at load."""
+        return self._model
+
+    @property
+    def checker(self) -> ObservationChecker:
+        """Validates observations for this agent's ``out_of_bounds`` mode."""
+        return self._checker
+
+    @property
     def spec(self) -> PolicySpec:
-        return self.model.metadata.spec
+        return self._model.metadata.spec
 
     @property
     def metadata(self) -> ModelMetadata:
-        return self.model.metadata
+        return self._model.metadata
 
     @property
     def path(self) -> Path:
-        return self.model.path
+        return self._model.path
 
     @property
     def deterministic(self) -> bool:
@@ -250,7 +260,7 @@ class Agent:
     def _act_one(self, obs: Any) -> Any:
         """One observation of any supported kind, through the batch path."""
         row = self._flatten.flatten(obs) if self._flatten is not None else obs
-        actions = self._act_rows(self.checker.as_row(row)[np.newaxis, :])
+        actions = self._act_rows(self._checker.as_row(row)[np.newaxis, :])
         return actions[0] if self._multi else int(actions[0])
 
     def act_batch(self, obs_batch: Any) -> npt.NDArray[np.int64]:
@@ -267,7 +277,7 @@ class Agent:
         """
         if self._flatten is not None:
             obs_batch = self._flatten.flatten_batch(obs_batch)
-        return self._act_rows(self.checker.as_batch(obs_batch))
+        return self._act_rows(self._checker.as_batch(obs_batch))
 
     def _act_rows(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
         """Actions for validated graph rows (n, obs_dim)."""
@@ -319,9 +329,9 @@ class Agent:
         if self._flatten is not None:
             single, obs = self._structured_rows(obs)
         else:
-            obs = self.checker.as_array(obs)
+            obs = self._checker.as_array(obs)
             single = obs.ndim == 1
-        batch = self.checker.as_row(obs)[np.newaxis, :] if single else self.checker.as_batch(obs)
+        batch = self._checker.as_row(obs)[np.newaxis, :] if single else self._checker.as_batch(obs)
         out = np.empty((len(batch), self.spec.n_actions), np.float32)
         zeros = np.zeros((min(len(batch), BATCH_CHUNK), self._heads), np.float32)
         for start in range(0, len(batch), BATCH_CHUNK):
@@ -343,7 +353,7 @@ class Agent:
     def run_graph(self, obs_batch: Any, uniforms: npt.ArrayLike) -> dict[str, npt.NDArray[Any]]:
         """All graph outputs for validated graph rows (n, obs_dim) and caller-given uniforms,
         (n,) or (n, heads)."""
-        batch = self.checker.as_batch(obs_batch)
+        batch = self._checker.as_batch(obs_batch)
         u = np.asarray(uniforms, np.float32)
         if u.size != len(batch) * self._heads:
             raise InvalidArgumentError(
@@ -390,7 +400,7 @@ def _single_step_act(agent: Agent, bound: _BoundSingleStep) -> Callable[[Any], A
     ``zip(row.tolist(), low, high)``). ``action in actions`` is the range check (a
     C-level int test); ``p == p`` is False only for NaN.
     """
-    owner, act_one, checker, get_ident = agent._owner, agent._act_one, agent.checker, _get_ident
+    owner, act_one, checker, get_ident = agent._owner, agent._act_one, agent._checker, _get_ident
     obs_view, row = bound.obs_view, bound.row
     bounds = list(zip(checker.low, checker.high, strict=True))
     uniform_view, action_view, probs_view, run = (
