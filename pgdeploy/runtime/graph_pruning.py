@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pgdeploy.runtime.onnx_graph import _WIRE_BYTES, GraphLimits, _Reader
+from pgdeploy.runtime.onnx_graph import WIRE_BYTES, GraphLimits, WireReader
 
 _MODEL_GRAPH = 7
 _GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_INPUT, _GRAPH_OUTPUT, _GRAPH_VALUE_INFO = 1, 5, 11, 12, 13
@@ -30,12 +30,12 @@ def prune_to_outputs(data: bytes, outputs: Iterable[str]) -> bytes:
     ``data`` must be a model ``read_graph`` accepted. Raises ``ValueError`` when one of
     ``outputs`` is not an output of the graph.
     """
-    reader = _Reader(data, "the graph being pruned", GraphLimits())
+    reader = WireReader(data, "the graph being pruned", GraphLimits())
     wanted = set(outputs)
     parts: list[bytes] = []
     start = 0
     for number, wire, a, b in reader.fields(0, len(data)):
-        if number == _MODEL_GRAPH and wire == _WIRE_BYTES:
+        if number == _MODEL_GRAPH and wire == WIRE_BYTES:
             graph = _prune_graph(reader, a, b, wanted)
             parts.append(_key(number) + _varint(len(graph)) + graph)
         else:
@@ -44,16 +44,16 @@ def prune_to_outputs(data: bytes, outputs: Iterable[str]) -> bytes:
     return b"".join(parts)
 
 
-def _prune_graph(reader: _Reader, start: int, end: int, wanted: set[str]) -> bytes:
+def _prune_graph(reader: WireReader, start: int, end: int, wanted: set[str]) -> bytes:
     data = reader.data
     entries: list[tuple[int, int, int, int]] = []  # (field, entry start, value start, end)
     nodes: dict[int, tuple[list[str], list[str]]] = {}  # entry index -> (inputs, outputs)
     declared_outputs: set[str] = set()
     entry_start = start
     for number, wire, a, b in reader.fields(start, end):
-        if wire == _WIRE_BYTES and number == _GRAPH_NODE:
+        if wire == WIRE_BYTES and number == _GRAPH_NODE:
             nodes[len(entries)] = _node_names(reader, a, b)
-        elif wire == _WIRE_BYTES and number == _GRAPH_OUTPUT:
+        elif wire == WIRE_BYTES and number == _GRAPH_OUTPUT:
             declared_outputs.add(_name(reader, a, b, _VALUE_INFO_NAME))
         entries.append((number, entry_start, a, b))
         entry_start = b
@@ -96,26 +96,26 @@ def _prune_graph(reader: _Reader, start: int, end: int, wanted: set[str]) -> byt
     return b"".join(kept)
 
 
-def _node_names(reader: _Reader, start: int, end: int) -> tuple[list[str], list[str]]:
+def _node_names(reader: WireReader, start: int, end: int) -> tuple[list[str], list[str]]:
     inputs: list[str] = []
     outputs: list[str] = []
     for number, wire, a, b in reader.fields(start, end):
-        if wire == _WIRE_BYTES and number == _NODE_INPUT:
+        if wire == WIRE_BYTES and number == _NODE_INPUT:
             inputs.append(reader.text(a, b, "a node input name"))
-        elif wire == _WIRE_BYTES and number == _NODE_OUTPUT:
+        elif wire == WIRE_BYTES and number == _NODE_OUTPUT:
             outputs.append(reader.text(a, b, "a node output name"))
     return inputs, outputs
 
 
-def _name(reader: _Reader, start: int, end: int, field: int) -> str:
+def _name(reader: WireReader, start: int, end: int, field: int) -> str:
     for number, wire, a, b in reader.fields(start, end):
-        if number == field and wire == _WIRE_BYTES:
+        if number == field and wire == WIRE_BYTES:
             return reader.text(a, b, "a value name")
     return ""
 
 
 def _key(number: int) -> bytes:
-    return _varint(number << 3 | _WIRE_BYTES)
+    return _varint(number << 3 | WIRE_BYTES)
 
 
 def _varint(value: int) -> bytes:

@@ -88,7 +88,7 @@ ALLOWED_OPS = frozenset(
 #: Domains whose operators onnxruntime implements itself; anything else is a custom op.
 STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
 
-_WIRE_VARINT, _WIRE_FIXED64, _WIRE_BYTES, _WIRE_FIXED32 = 0, 1, 2, 5
+_WIRE_VARINT, _WIRE_FIXED64, WIRE_BYTES, _WIRE_FIXED32 = 0, 1, 2, 5  # WIRE_BYTES: graph_pruning too
 _TENSOR_EXTERNAL = 1
 _ATTR_GRAPH_FIELDS = {6: "a subgraph", 11: "subgraphs", 22: "a sparse tensor", 23: "sparse tensors"}
 
@@ -128,7 +128,7 @@ class GraphInfo:
 
 def read_graph(data: bytes, *, source: str, limits: GraphLimits | None = None) -> GraphInfo:
     """Parse ``data`` as an ONNX ModelProto and check it; every failure is a ModelLoadError."""
-    reader = _Reader(bytes(data), source, limits or GraphLimits())
+    reader = WireReader(bytes(data), source, limits or GraphLimits())
     info = GraphInfo()
     try:
         reader.model(info)
@@ -139,8 +139,8 @@ def read_graph(data: bytes, *, source: str, limits: GraphLimits | None = None) -
     return info
 
 
-class _Reader:
-    """A protobuf wire-format walker for the ONNX fields pgdeploy checks."""
+class WireReader:
+    """A protobuf wire-format walker for the ONNX fields pgdeploy checks (and prunes)."""
 
     def __init__(self, data: bytes, source: str, limits: GraphLimits) -> None:
         self.data = data
@@ -170,7 +170,7 @@ class _Reader:
             number, wire = key >> 3, key & 7
             if number == 0:
                 raise self.corrupt("invalid protobuf field number 0")
-            if wire == _WIRE_BYTES:
+            if wire == WIRE_BYTES:
                 length = data[pos] if pos < end else 0x80
                 if length < 0x80:
                     pos += 1
@@ -212,16 +212,16 @@ class _Reader:
         for number, wire, a, b in self.fields(0, len(self.data)):
             if number == 1 and wire == _WIRE_VARINT:
                 info.ir_version = a
-            elif number == 2 and wire == _WIRE_BYTES:
+            elif number == 2 and wire == WIRE_BYTES:
                 info.producer_name = self.text(a, b, "a producer name")
-            elif number == 7 and wire == _WIRE_BYTES:
+            elif number == 7 and wire == WIRE_BYTES:
                 if "graph" in self.seen:
                     raise self.error("has two graphs")
                 self.seen.add("graph")
                 self.graph(a, b, info)
-            elif number == 8 and wire == _WIRE_BYTES:
+            elif number == 8 and wire == WIRE_BYTES:
                 self.opset(a, b, info)
-            elif number == 14 and wire == _WIRE_BYTES:
+            elif number == 14 and wire == WIRE_BYTES:
                 self.metadata_entry(a, b, info)
             elif number == 20:
                 raise self.error("has training_info (a training graph)")
@@ -231,7 +231,7 @@ class _Reader:
     def opset(self, start: int, end: int, info: GraphInfo) -> None:
         domain, version = "", 0
         for number, wire, a, b in self.fields(start, end):
-            if number == 1 and wire == _WIRE_BYTES:
+            if number == 1 and wire == WIRE_BYTES:
                 domain = self.text(a, b, "an opset domain")
             elif number == 2 and wire == _WIRE_VARINT:
                 version = a
@@ -249,15 +249,15 @@ class _Reader:
             raise self.error(f"has more than {self.limits.max_metadata_bytes} bytes of metadata")
         key = value = ""
         for number, wire, a, b in self.fields(start, end):
-            if number == 1 and wire == _WIRE_BYTES:
+            if number == 1 and wire == WIRE_BYTES:
                 key = self.text(a, b, "a metadata key")
-            elif number == 2 and wire == _WIRE_BYTES:
+            elif number == 2 and wire == WIRE_BYTES:
                 value = self.text(a, b, f"metadata {key!r}")
         info.metadata[key] = value
 
     def graph(self, start: int, end: int, info: GraphInfo) -> None:
         for number, wire, a, b in self.fields(start, end):
-            if wire != _WIRE_BYTES:
+            if wire != WIRE_BYTES:
                 continue
             if number == 1:
                 self.node(a, b, info)
@@ -284,11 +284,11 @@ class _Reader:
             raise self.error(f"has more than {self.limits.max_nodes} nodes")
         op, domain, attributes = "", "", []
         for number, wire, a, b in self.fields(start, end):
-            if number == 4 and wire == _WIRE_BYTES:
+            if number == 4 and wire == WIRE_BYTES:
                 op = self.text(a, b, "an operator name")
-            elif number == 7 and wire == _WIRE_BYTES:
+            elif number == 7 and wire == WIRE_BYTES:
                 domain = self.text(a, b, "an operator domain")
-            elif number == 5 and wire == _WIRE_BYTES:
+            elif number == 5 and wire == WIRE_BYTES:
                 attributes.append((a, b))
         if domain not in STANDARD_DOMAINS:
             raise self.error(
@@ -308,7 +308,7 @@ class _Reader:
         for number, wire, a, b in self.fields(start, end):
             if number in _ATTR_GRAPH_FIELDS:
                 raise self.error(f"has {_ATTR_GRAPH_FIELDS[number]} inside operator {op!r}")
-            if number in (5, 10) and wire == _WIRE_BYTES:  # t / tensors
+            if number in (5, 10) and wire == WIRE_BYTES:  # t / tensors
                 self.tensor(a, b)
 
     def tensor(self, start: int, end: int) -> int:
@@ -345,9 +345,9 @@ class _Reader:
     def value_info(self, start: int, end: int) -> tuple[str, tuple[int | None, ...]]:
         name, dims = "", tuple[int | None, ...]()
         for number, wire, a, b in self.fields(start, end):
-            if number == 1 and wire == _WIRE_BYTES:
+            if number == 1 and wire == WIRE_BYTES:
                 name = self.text(a, b, "an input or output name")
-            elif number == 2 and wire == _WIRE_BYTES:
+            elif number == 2 and wire == WIRE_BYTES:
                 dims = self.type_dims(a, b, name)
         return name, dims
 
@@ -356,13 +356,13 @@ class _Reader:
         for number, wire, a, b in self.fields(start, end):
             if number in (4, 5, 8, 9):  # sequence, map, sparse tensor, optional
                 raise self.error(f"declares {name!r} as a non-tensor type")
-            if number != 1 or wire != _WIRE_BYTES:
+            if number != 1 or wire != WIRE_BYTES:
                 continue
             for number2, wire2, a2, b2 in self.fields(a, b):  # TypeProto.Tensor
-                if number2 != 2 or wire2 != _WIRE_BYTES:
+                if number2 != 2 or wire2 != WIRE_BYTES:
                     continue
                 for number3, wire3, a3, b3 in self.fields(a2, b2):  # TensorShapeProto
-                    if number3 == 1 and wire3 == _WIRE_BYTES:
+                    if number3 == 1 and wire3 == WIRE_BYTES:
                         dims.append(self.dimension(a3, b3, name))
                         if len(dims) > self.limits.max_rank:
                             raise self.error(
