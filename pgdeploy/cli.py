@@ -302,6 +302,9 @@ def export(
     trust_env_module: bool,
 ) -> None:
     """Export CHECKPOINT (model.pt) to model.onnx + model.torchscript.pt (or C), verified first."""
+    from pgdeploy.training.checkpoint_file import checkpoint_file
+
+    checkpoint_file(checkpoint)  # a wrong path fails now, not after torch's import
     if target == "c":
         from pgdeploy.export import export_c
 

@@ -335,17 +335,13 @@ RUNTIME_ONLY = {
 }
 
 
-@pytest.mark.parametrize("name", list(RUNTIME_ONLY))
-def test_runtime_only_install_names_the_extra(
-    name: str, exported_model: Path, tmp_path: Path
-) -> None:
-    """``import torch`` fails, as on ``pip install .`` without ``[train]``."""
-    (tmp_path / "shim").mkdir()
-    (tmp_path / "shim" / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
-    args, expect = RUNTIME_ONLY[name]
-    args = [a.replace("MODEL", str(exported_model)) for a in args]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "shim"), str(ROOT)])}
-    done = subprocess.run(
+def run_without_torch(tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+    """``pgdeploy ARGS`` where ``import torch`` fails, as on ``pip install .`` without ``[train]``."""
+    shim = tmp_path / "shim"
+    shim.mkdir(exist_ok=True)
+    (shim / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), str(ROOT)])}
+    return subprocess.run(
         [sys.executable, "-m", "pgdeploy", *args],
         capture_output=True,
         text=True,
@@ -353,9 +349,32 @@ def test_runtime_only_install_names_the_extra(
         env=env,
         timeout=120,
     )
+
+
+@pytest.mark.parametrize("name", list(RUNTIME_ONLY))
+def test_runtime_only_install_names_the_extra(
+    name: str, exported_model: Path, tmp_path: Path
+) -> None:
+    args, expect = RUNTIME_ONLY[name]
+    done = run_without_torch(tmp_path, [a.replace("MODEL", str(exported_model)) for a in args])
     check_clean(done.returncode, done.stderr, 1, expect)
     assert install_command("train") in done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("target", ["onnx", "c"])
+def test_a_wrong_checkpoint_path_fails_before_torch_is_imported(
+    tmp_path: Path, target: str
+) -> None:
+    """One line at once: no progress line and no second spent importing torch first (with
+    torch blocked, importing it would have given the 'install the train extra' error)."""
+    missing = tmp_path / "runs" / "model.pt"
+    for path, what in ((missing, "does not exist"), (tmp_path, "is a directory")):
+        done = run_without_torch(tmp_path, ["export", str(path), "--target", target])
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.strip().splitlines() == [
+            f"Error: checkpoint {str(path)!r} {what}, expected a model.pt file"
+        ]
 
 
 def test_the_contract_covers_enough_cases() -> None:

@@ -32,6 +32,7 @@ from pgdeploy._io import atomic_write
 from pgdeploy.errors import CheckpointError, ConfigError
 from pgdeploy.spec import FORMAT_VERSION, READABLE_VERSIONS, PolicySpec
 from pgdeploy.training.callbacks import FIELDS, IterationStats
+from pgdeploy.training.checkpoint_file import checkpoint_file
 from pgdeploy.training.checkpoint_safety import (
     MAX_CHECKPOINT_BYTES,
     check_plain_data,
@@ -91,10 +92,7 @@ def load_checkpoint(
     Sizes are bounded before (file, zip records) and after (nesting, weights' shapes
     against the config, computed without allocating) :mod:`~pgdeploy.training.checkpoint_safety`.
     """
-    path = Path(path)
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
-        raise CheckpointError(f"checkpoint {str(path)!r} {what}, expected a model.pt file")
+    path = checkpoint_file(path)
     raw = read_checkpoint_bytes(path, max_bytes=max_bytes)
     if not zipfile.is_zipfile(io.BytesIO(raw)):
         raise CheckpointError(
