@@ -336,7 +336,7 @@ RUNTIME_ONLY = {
 
 
 def run_without_torch(tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
-    """``pgdeploy ARGS`` where ``import torch`` fails, as on ``pip install .`` without ``[train]``."""
+    """``pgdeploy ARGS`` where ``import torch`` fails, as on an install without ``[train]``."""
     shim = tmp_path / "shim"
     shim.mkdir(exist_ok=True)
     (shim / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
