@@ -41,7 +41,6 @@ from pgdeploy.spec import (
 #: Rows per onnxruntime call in ``act_batch``: 4096 x 128 float32 hidden activations
 #: (2 MiB) stay in cache, where one call on 65,536 rows streams 32 MiB through memory.
 BATCH_CHUNK = 4096
-_get_ident = threading.get_ident
 
 
 class _BoundSingleStep:
@@ -400,7 +399,8 @@ def _single_step_act(agent: Agent, bound: _BoundSingleStep) -> Callable[[Any], A
     ``zip(row.tolist(), low, high)``). ``action in actions`` is the range check (a
     C-level int test); ``p == p`` is False only for NaN.
     """
-    owner, act_one, checker, get_ident = agent._owner, agent._act_one, agent._checker, _get_ident
+    owner, act_one, checker = agent._owner, agent._act_one, agent._checker
+    get_ident = threading.get_ident
     obs_view, row = bound.obs_view, bound.row
     bounds = list(zip(checker.low, checker.high, strict=True))
     uniform_view, action_view, probs_view, run = (
@@ -422,7 +422,7 @@ def _single_step_act(agent: Agent, bound: _BoundSingleStep) -> Callable[[Any], A
             row[:] = checker.as_row(obs)  # converts and checks, or raises the typed error
         else:
             values = iter(obs_view)  # obs_dim Python floats; NaN fails both comparisons
-            for low, high in bounds:
+            for low, high in bounds:  # ObservationChecker.check_row inlined: its call is ~0.2 us
                 if not low <= next(values) <= high:
                     checker.check_row(row)  # raises the typed error
         if sampled:
