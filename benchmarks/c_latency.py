@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed_loop import Policy, select_action
 
 from pgdeploy.export import export_c
-from pgdeploy.export.c_compile import BUILD_FLAGS, compile_c, find_compiler
+from pgdeploy.export.c.compile import BUILD_FLAGS, compile_c, find_compiler
 from pgdeploy.runtime import Agent
 from pgdeploy.runtime.bench import observations
 from pgdeploy.training.checkpoint import load_checkpoint

@@ -21,7 +21,7 @@ def main() -> None:
     env_id, mode, collects = sys.argv[1], sys.argv[2], int(sys.argv[3])
     import torch
 
-    from pgdeploy.envs import policy_spec
+    from pgdeploy.envs.making import policy_spec
 
     try:  # the layout before issue 9
         from pgdeploy.policy import SoftmaxPolicy  # type: ignore[import-not-found]

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tests.tiny_envs  # noqa: F401  (registers the tiny envs)
-from pgdeploy.envs import make_env
+from pgdeploy.envs.making import make_env
 from pgdeploy.export import export_checkpoint
 from pgdeploy.runtime import Agent, play
 from pgdeploy.training.checkpoint import load_checkpoint

@@ -123,7 +123,7 @@ def runtime_process(path: Path) -> dict[str, float]:
 
 def control_loop(agent: Agent, episodes: int) -> dict[str, float]:
     """Where a control step's time goes in ``pgdeploy.runtime.play`` on CartPole."""
-    from pgdeploy.envs import make_env_from_file
+    from pgdeploy.envs.making import make_env_from_file
 
     env = make_env_from_file(agent.spec.env_id, source=str(agent.path))
     try:

@@ -81,7 +81,7 @@ def run(
     env_id: str, seed: int, workers: int, budget: int, *, num_envs: int = 16, solve: bool = True
 ) -> dict[str, Any]:
     """One training run (to the solved threshold unless ``solve`` is off); its figures."""
-    from pgdeploy.envs import policy_spec
+    from pgdeploy.envs.making import policy_spec
     from pgdeploy.training.config import TrainConfig
     from pgdeploy.training.train import train
 

@@ -70,7 +70,7 @@ def run_reference(seed: int, episodes: int) -> dict[str, Any]:
 
 def play_exported(out: Path, episodes: int, seed: int) -> float:
     """Export ``out/model.pt`` (verified) and play it with the runtime agent: mean return."""
-    from pgdeploy.envs import make_env_from_file
+    from pgdeploy.envs.making import make_env_from_file
     from pgdeploy.export import export_checkpoint
     from pgdeploy.runtime import Agent, play
 

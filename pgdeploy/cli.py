@@ -391,7 +391,7 @@ def run(
     trust_env_module: bool,
 ) -> None:
     """Play episodes with the runtime agent; print each return, their mean ± std, act latency."""
-    from pgdeploy.play import play_model
+    from pgdeploy.envs.play import play_model
     from pgdeploy.runtime import EpisodeResult
 
     def show(index: int, episode: EpisodeResult) -> None:
@@ -422,7 +422,7 @@ def run(
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def inspect(path: Path, as_json: bool) -> None:
     """Print what a model file (.onnx, model.pt, .torchscript.pt) says about itself."""
-    from pgdeploy.export.inspect import describe, format_text
+    from pgdeploy.inspect import describe, format_text
 
     info = describe(path)
     click.echo(json.dumps(info, indent=2) if as_json else format_text(info))

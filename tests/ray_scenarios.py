@@ -31,7 +31,7 @@ import ray
 import torch
 from ray.cluster_utils import Cluster
 
-from pgdeploy.envs import policy_spec
+from pgdeploy.envs.making import policy_spec
 from pgdeploy.errors import RolloutWorkerError
 from pgdeploy.training.callbacks import IterationStats
 from pgdeploy.training.checkpoint import load_checkpoint, resume_config

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from pgdeploy.cli import main
-from pgdeploy.envs import env_id_from_file, make_env_from_file
+from pgdeploy.envs.making import env_id_from_file, make_env_from_file
 from pgdeploy.errors import EnvModuleRefusedError
 from pgdeploy.export import export_checkpoint
 from pgdeploy.training.checkpoint import load_checkpoint, resume_config

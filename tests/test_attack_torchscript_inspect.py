@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from pgdeploy.cli import main
 from pgdeploy.errors import ModelLoadError
 from pgdeploy.export.formats import TORCHSCRIPT_METADATA
-from pgdeploy.export.inspect import describe
+from pgdeploy.inspect import describe
 
 
 class Noisy(torch.nn.Module):

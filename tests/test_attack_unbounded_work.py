@@ -16,7 +16,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from pgdeploy.errors import CheckpointError, ConfigError, ModelLoadError
-from pgdeploy.export.inspect import describe
+from pgdeploy.inspect import describe
 from pgdeploy.runtime import Agent
 from pgdeploy.runtime import agent as agent_module
 from pgdeploy.runtime.onnx_graph import ALLOWED_OPS, GraphLimits, read_graph

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from pgdeploy.export import export_c
-from pgdeploy.export.c_compile import BUILD_FLAGS, compile_c
+from pgdeploy.export.c.compile import BUILD_FLAGS, compile_c
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "CartPole-v1"
@@ -45,7 +45,7 @@ def _run(exe: Path, *args: str) -> str:
 
 
 def test_c_and_python_reach_the_same_mean_return(cartpole_c: Path) -> None:
-    from pgdeploy.envs import make_env
+    from pgdeploy.envs.making import make_env
     from pgdeploy.runtime import Agent, play
 
     out = _run(cartpole_c, str(EPISODES), "0")

@@ -17,9 +17,9 @@ from torch import nn
 from pgdeploy.cli import main
 from pgdeploy.errors import CompilerError, ExportVerificationError, UnsupportedExportError
 from pgdeploy.export import export_c
-from pgdeploy.export.c_compile import STRICT_FLAGS, CHarness, compile_c, find_compiler
-from pgdeploy.export.c_source import CPlan, c_float, c_sources, c_string
-from pgdeploy.export.c_support import check_c_supported
+from pgdeploy.export.c.compile import STRICT_FLAGS, CHarness, compile_c, find_compiler
+from pgdeploy.export.c.source import CPlan, c_float, c_sources, c_string
+from pgdeploy.export.c.support import check_c_supported
 from pgdeploy.runtime.sampling import inverse_cdf
 from pgdeploy.spec import PolicySpec
 from pgdeploy.training.checkpoint import load_checkpoint
@@ -133,7 +133,7 @@ def test_source_refuses_a_header_from_another_export(exported_model: Path, tmp_p
 def test_a_wrong_weight_fails_verification_and_writes_nothing(
     exported_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pgdeploy.export import c_target
+    from pgdeploy.export.c import target as c_target
 
     def off_by_1e3(deployable: DeployablePolicy, spec: PolicySpec, plan: CPlan) -> Any:
         with torch.no_grad():

@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from pgdeploy.cli import main
-from pgdeploy.envs import policy_spec
+from pgdeploy.envs.making import policy_spec
 from pgdeploy.errors import CheckpointError
 from pgdeploy.training.checkpoint import (
     Checkpoint,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pgdeploy.envs import make_vector_env, policy_spec
+from pgdeploy.envs.making import make_vector_env, policy_spec
 from pgdeploy.errors import UnsupportedEnvError
 
 

@@ -41,7 +41,7 @@ def negative_learning_rate(_: Path) -> None:
 
 
 def unknown_env(_: Path) -> None:
-    from pgdeploy.envs import policy_spec
+    from pgdeploy.envs.making import policy_spec
 
     policy_spec("NoSuchEnv-v0")
 

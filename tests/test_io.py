@@ -21,7 +21,7 @@ _KILL_LOOP = textwrap.dedent(
     import torch
     from pgdeploy.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
     from pgdeploy.training.config import TrainConfig
-    from pgdeploy.envs import policy_spec
+    from pgdeploy.envs.making import policy_spec
     from pgdeploy.training.policy import SoftmaxPolicy
 
     path, kills = sys.argv[1], int(sys.argv[2])

@@ -7,12 +7,13 @@ ones inside functions and ``require("x")`` / ``import_module("x")`` calls includ
 | layer | may import |
 | --- | --- |
 | top level: ``errors``, ``spec``, ``_io``, ``_optional``, ``layout``, ... | stdlib, numpy |
-| ``envs.py`` | the above + gymnasium (+ what the video extra brings); no torch, onnx or layers |
-| ``play.py`` | what ``envs.py`` may + ``envs`` and ``runtime`` (``pgdeploy run`` as one call) |
+| ``inspect.py`` | the above; torch, onnx and the layers only lazily (every format is read here) |
+| ``envs/`` | the above + gymnasium (+ what the video extra brings); no torch, onnx or layers |
+| ``envs/play.py`` | what ``envs/`` may + ``runtime`` (``pgdeploy run`` as one call) |
 | ``cli.py``, ``__main__.py`` | at import time: stdlib, click, top level; anything lazily |
 | ``runtime/`` | stdlib, numpy, onnxruntime, top level, itself |
 | ``training/`` | anything but ``pgdeploy.export``, ``pgdeploy.cli`` and onnx |
-| ``export/`` | anything but ``pgdeploy.cli`` |
+| ``export/``, ``export/c/`` | anything but ``pgdeploy.cli`` |
 
 Dynamically, fresh interpreters import every module of a layer (and load and act, and run
 ``pgdeploy inspect`` / ``pgdeploy run``) and list what landed in ``sys.modules``: that
@@ -35,7 +36,7 @@ PACKAGE = ROOT / "pgdeploy"
 SHIPPED = ROOT / "models" / "CartPole-v1" / "model.onnx"
 STDLIB = frozenset(sys.stdlib_module_names)
 #: Top-level modules that are not contract modules (stdlib + numpy): they have own rules.
-NOT_CONTRACT = ("cli.py", "__main__.py", "envs.py", "play.py", "worker_vector_env.py")
+NOT_CONTRACT = ("cli.py", "__main__.py", "inspect.py")
 #: The contract modules: every other top-level file (a new one is covered the day it appears).
 TOP_LEVEL = tuple(
     sorted(
@@ -144,29 +145,17 @@ def check_file(path: Path) -> list[str]:
         return violations(everything, allowed=RUNTIME_ALLOWED)
     if folder == ("training",):
         return violations(everything, forbidden=("pgdeploy.export", "pgdeploy.cli", "onnx"))
-    if folder == ("export",):
+    if folder in (("export",), ("export", "c")):
         return violations(everything, forbidden=("pgdeploy.cli",))
+    if folder == ("envs",):
+        gym_side = ("numpy", "gymnasium", "moviepy", "pygame", "pgdeploy.envs", *TOP_LEVEL)
+        if path.name == "play.py":
+            return violations(everything, allowed=(*gym_side, *RUNTIME_ALLOWED))
+        return violations(everything, allowed=gym_side)
     if folder == ():
-        if path.name in ("cli.py", "__main__.py"):
+        if path.name in ("cli.py", "__main__.py", "inspect.py"):
             at_import = imports(source, package, lazy=False)
             return violations(at_import, allowed=("click", *TOP_LEVEL, "pgdeploy.cli"))
-        if path.name in ("envs.py", "worker_vector_env.py"):
-            return violations(
-                everything,
-                allowed=(
-                    "numpy",
-                    "gymnasium",
-                    "moviepy",
-                    "pygame",
-                    "pgdeploy.worker_vector_env",
-                    *TOP_LEVEL,
-                ),
-            )
-        if path.name == "play.py":
-            return violations(
-                everything,
-                allowed=("numpy", "gymnasium", *TOP_LEVEL, "pgdeploy.envs", *RUNTIME_ALLOWED),
-            )
         return violations(everything, allowed=CONTRACT_ALLOWED)
     raise AssertionError(
         f"{path.relative_to(ROOT)} is in no layer: give its folder a rule in tests/test_layers.py"
@@ -293,6 +282,65 @@ def test_inspect_onnx_and_run_import_no_torch() -> None:
         "        assert exc.code in (0, None), exc.code\n"
     )
     loaded = loaded_after(code)
-    assert "pgdeploy.export.inspect" in loaded and "gymnasium" in loaded  # both commands ran
+    assert "pgdeploy.inspect" in loaded and "gymnasium" in loaded  # both commands ran
     # The CLI builds train's flags from pgdeploy.training.config (torch-free); nothing more.
     assert offending(loaded, ("torch", "matplotlib", "tqdm", "pgdeploy.training.train")) == []
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the pgdeploy modules it may import (lazy imports included)."""
+    modules = pgdeploy_modules()
+    graph: dict[str, set[str]] = {}
+    for path in module_files():
+        found = imports(path.read_text(encoding="utf-8"), package_of(path))
+        graph[module_name(path)] = {name for name in found if name in modules} - {"pgdeploy"}
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected set of two or more modules (Tarjan), as sorted lists."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            members = []
+            while True:
+                member = stack.pop()
+                members.append(member)
+                if member == node:
+                    break
+            if len(members) > 1:
+                circles.append(sorted(members))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return circles
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    # A package's __init__ that lazily re-exports its own modules is its face, not a circle.
+    graph = {
+        module: {t for t in targets if not (t.startswith(module + ".") and path_is_package(module))}
+        for module, targets in import_graph().items()
+    }
+    assert import_circles(graph) == []
+
+
+def path_is_package(module: str) -> bool:
+    return (ROOT.joinpath(*module.split(".")) / "__init__.py").exists()
+
+
+def test_the_circle_finder_finds_a_circle() -> None:
+    assert import_circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -28,9 +28,8 @@ import pytest
 
 from pgdeploy._optional import install_command
 from pgdeploy.errors import ConfigError, MissingDependencyError, RolloutWorkerError
-from pgdeploy.training.collector import concat_batches, split_envs
 from pgdeploy.training.config import TrainConfig
-from pgdeploy.training.rollout import EpisodeBatch
+from pgdeploy.training.rollout import EpisodeBatch, concat_batches, split_envs
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_TIMEOUT_S = 540
@@ -133,10 +132,10 @@ def test_workers_step_their_envs_in_their_own_process(
     """A worker is one process: ``auto`` never forks env processes inside it (8 workers on
     one machine would each take every core), while an explicit choice is honoured."""
     ray_collector = pytest.importorskip("pgdeploy.training.ray_collector")
-    import pgdeploy.envs
-    from pgdeploy.envs import policy_spec
+    import pgdeploy.envs.making
+    from pgdeploy.envs.making import policy_spec
 
-    monkeypatch.setattr(pgdeploy.envs, "choose_vectorization", lambda *_: "subprocess")
+    monkeypatch.setattr(pgdeploy.envs.making, "choose_vectorization", lambda *_: "subprocess")
     monkeypatch.setattr(ray_collector, "_reconstructed", lambda: False)
     worker = ray_collector.RolloutWorker(
         policy_spec(env_id),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pgdeploy.envs import policy_spec
+from pgdeploy.envs.making import policy_spec
 from pgdeploy.training.config import TrainConfig
 from pgdeploy.training.policy import SoftmaxPolicy
 from pgdeploy.training.reinforce import ReinforceLearner, discounted_returns, timestep_baseline

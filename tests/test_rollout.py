@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pgdeploy.envs import policy_spec
+from pgdeploy.envs.making import policy_spec
 from pgdeploy.training.policy import SoftmaxPolicy, sample_actions
 from pgdeploy.training.rollout import ActingNet, EpisodeBatch, NumpyActingNet, RolloutCollector
 

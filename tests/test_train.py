@@ -84,7 +84,7 @@ def test_default_config_solves_cartpole(tmp_path: Path) -> None:
 
 
 def test_a_resumed_run_keeps_the_earlier_best_until_it_is_beaten() -> None:
-    from pgdeploy.envs import policy_spec
+    from pgdeploy.envs.making import policy_spec
     from pgdeploy.training.policy import SoftmaxPolicy
     from pgdeploy.training.train import BestPolicy
 

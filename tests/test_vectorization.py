@@ -6,13 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import pgdeploy.envs as envs_module
-from pgdeploy.envs import choose_vectorization, describe_vectorization, make_vector_env, policy_spec
+import pgdeploy.envs.making as envs_module
+from pgdeploy.envs.making import (
+    choose_vectorization,
+    describe_vectorization,
+    make_vector_env,
+    policy_spec,
+)
+from pgdeploy.envs.worker_vector_env import step_alive
 from pgdeploy.errors import ConfigError, UnsupportedEnvError
 from pgdeploy.training.config import TrainConfig
 from pgdeploy.training.policy import SoftmaxPolicy
 from pgdeploy.training.rollout import RolloutCollector
-from pgdeploy.worker_vector_env import step_alive
 from tests.tiny_envs import Varying
 
 GUESS = "tests.tiny_envs:Guess-v0"

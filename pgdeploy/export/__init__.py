@@ -1,6 +1,6 @@
 """Export: a checkpoint to verified ONNX, TorchScript and C files (the ``train`` extra).
 
-``pgdeploy.export.inspect`` also reads ONNX files on a runtime-only install, so this
+``pgdeploy.inspect`` also reads ONNX files on a runtime-only install, so this
 package imports nothing heavy until one of its names is used.
 """
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pgdeploy._optional import require
 
 if TYPE_CHECKING:
-    from pgdeploy.export.c_target import CExportReport, export_c
+    from pgdeploy.export.c.target import CExportReport, export_c
     from pgdeploy.export.exporter import DEFAULT_ATOL, ExportReport, export_checkpoint
     from pgdeploy.export.formats import OPSET
 
@@ -31,7 +31,7 @@ def __getattr__(name: str) -> Any:
         return getattr(exporter, name)
     if name in ("CExportReport", "export_c"):
         require("torch", extra="train", feature="export")  # the C target loads a checkpoint too
-        from pgdeploy.export import c_target
+        from pgdeploy.export.c import target as c_target
 
         return getattr(c_target, name)
     if name == "OPSET":

@@ -87,7 +87,7 @@ def _vector_on_policy(
     An env's final observation is not collected: the vector env resets it on the next
     step (ignoring that env's action), as the one-env loop does.
     """
-    from pgdeploy.envs import env_id_from_file, make_vector_env
+    from pgdeploy.envs.making import env_id_from_file, make_vector_env
 
     spec = policy.spec
     resolved = env_id_from_file(spec.env_id, source="the checkpoint", user_env_id=env_id)
@@ -124,7 +124,7 @@ def on_policy_observations(
     policy: SoftmaxPolicy, n: int, seed: int, env_id: str | None = None
 ) -> npt.NDArray[np.float32]:
     """``n`` raw rows from episodes the policy itself plays (sampled actions)."""
-    from pgdeploy.envs import make_env_from_file
+    from pgdeploy.envs.making import make_env_from_file
 
     if n == 0:
         return np.zeros((0, policy.spec.obs_dim), np.float32)
@@ -186,7 +186,7 @@ def plan_verification(
     :func:`pgdeploy.envs.env_id_from_file` allows it and it can be made, else random
     observations replace the on-policy ones (the total stays) and the notice says so.
     """
-    from pgdeploy.envs import env_id_from_file, make_env
+    from pgdeploy.envs.making import env_id_from_file, make_env
 
     try:
         chosen = env_id_from_file(

@@ -385,7 +385,7 @@ def resume_config(
     (:func:`pgdeploy.envs.env_id_from_file`).
     """
     if "env_id" not in overrides:
-        from pgdeploy.envs import env_id_from_file
+        from pgdeploy.envs.making import env_id_from_file
 
         env_id_from_file(
             checkpoint.config.env_id, source="the checkpoint", trust_env_module=trust_env_module

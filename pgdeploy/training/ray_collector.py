@@ -35,12 +35,11 @@ import numpy.typing as npt
 import torch
 
 from pgdeploy._optional import require
-from pgdeploy.envs import Vectorization
+from pgdeploy.envs.making import Vectorization
 from pgdeploy.errors import RolloutWorkerError
 from pgdeploy.spec import PolicySpec
-from pgdeploy.training.collector import concat_batches, split_envs
 from pgdeploy.training.config import TrainConfig
-from pgdeploy.training.rollout import EpisodeBatch, RolloutCollector
+from pgdeploy.training.rollout import EpisodeBatch, RolloutCollector, concat_batches, split_envs
 
 require("ray", extra="ray", feature="training with workers (--workers)")
 import ray  # noqa: E402  (after the check, so a missing extra is a typed error)

@@ -8,7 +8,7 @@ interface can run on remote workers (e.g. Ray actors) for slow simulators.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -16,11 +16,11 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from pgdeploy.envs import Vectorization, describe_vectorization, make_vector_env
+from pgdeploy.envs.making import Vectorization, describe_vectorization, make_vector_env
+from pgdeploy.envs.worker_vector_env import alive_stepper
 from pgdeploy.runtime.sampling import UniformStream
 from pgdeploy.spec import PolicySpec
 from pgdeploy.training.policy import DeployablePolicy, SoftmaxPolicy, action_heads
-from pgdeploy.worker_vector_env import alive_stepper
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ class RolloutCollector:
         """Reset every env and step them together until each has finished one episode.
 
         One batched forward pass per vector step. Envs that finish early are not stepped
-        again where each env steps on its own (:func:`~pgdeploy.worker_vector_env.alive_stepper`);
+        again where each env steps on its own (``alive_stepper``);
         a native vector env keeps stepping them (autoreset). Either way those rows are masked
         out and not counted.
         """
@@ -240,3 +240,36 @@ class RolloutCollector:
 
     def close(self) -> None:
         self.envs.close()
+
+
+def split_envs(num_envs: int, workers: int) -> list[int]:
+    """Envs per worker, as even as possible, the larger shares first: (16, 3) -> [6, 5, 5]."""
+    share, extra = divmod(num_envs, workers)
+    return [share + (1 if i < extra else 0) for i in range(workers)]
+
+
+def concat_batches(batches: Sequence[EpisodeBatch]) -> EpisodeBatch:
+    """Join batches along the env axis, in the order given, padding time to the longest.
+
+    Padding steps are masked out (mask False, reward 0), so the learner sees exactly the
+    episodes of the parts; the order makes a run with workers reproducible.
+    """
+    if len(batches) == 1:
+        return batches[0]
+    horizon = max(len(b.obs) for b in batches)
+
+    def pad(array: npt.NDArray[np.generic], fill: float | bool) -> npt.NDArray[np.generic]:
+        extra = horizon - len(array)
+        if extra == 0:
+            return array
+        filler = np.full((extra, *array.shape[1:]), fill, dtype=array.dtype)
+        return np.concatenate([array, filler])
+
+    return EpisodeBatch(
+        obs=np.concatenate([pad(b.obs, 0.0) for b in batches], axis=1),
+        actions=np.concatenate([pad(b.actions, 0) for b in batches], axis=1),
+        rewards=np.concatenate([pad(b.rewards, 0.0) for b in batches], axis=1),
+        mask=np.concatenate([pad(b.mask, False) for b in batches], axis=1),
+        lengths=np.concatenate([b.lengths for b in batches]),
+        episode_returns=np.concatenate([b.episode_returns for b in batches]),
+    )

@@ -70,7 +70,7 @@ def resolve_config(
         checkpoint = load_resumable(resume)
         config = build_config(checkpoint.config.to_dict(), from_file, given)
         if "env_id" not in given and "env_id" not in from_file:
-            from pgdeploy.envs import env_id_from_file
+            from pgdeploy.envs.making import env_id_from_file
 
             env_id_from_file(
                 config.env_id,
@@ -129,7 +129,7 @@ def run_training(
     after the current iteration and saves; the result's ``interrupted`` names the signal.
     """
     require_training_extras(tensorboard=tensorboard_dir is not None)
-    from pgdeploy.envs import policy_spec
+    from pgdeploy.envs.making import policy_spec
     from pgdeploy.training.callbacks import ProgressReporter, TensorBoardWriter
     from pgdeploy.training.checkpoint import check_resumable, check_same_spaces
     from pgdeploy.training.run_folder import RunFolder, detect_metrics_format, new_run_dir

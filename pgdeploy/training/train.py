@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from pgdeploy import __version__
-from pgdeploy.envs import policy_spec
+from pgdeploy.envs.making import policy_spec
 from pgdeploy.errors import CheckpointError
 from pgdeploy.spec import PolicySpec
 from pgdeploy.training.callbacks import Callback, IterationStats

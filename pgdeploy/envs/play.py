@@ -37,7 +37,7 @@ def play_model(
     Everything is checked (arguments, model, env, renderer, video folder) before the
     first step.
     """
-    from pgdeploy.envs import env_id_from_file, make_play_env
+    from pgdeploy.envs.making import env_id_from_file, make_play_env
     from pgdeploy.runtime import Agent, play
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:

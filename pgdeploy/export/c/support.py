@@ -16,7 +16,7 @@ from torch import nn
 
 from pgdeploy import __version__
 from pgdeploy.errors import UnsupportedExportError
-from pgdeploy.export.c_source import CPlan
+from pgdeploy.export.c.source import CPlan
 from pgdeploy.spec import PolicySpec
 from pgdeploy.training.policy import DeployablePolicy
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from pgdeploy import __version__
 from pgdeploy.errors import UnsupportedExportError
-from pgdeploy.export.c_templates import DENSE, HEADER, PUBLIC_FUNCTIONS, SINGLE_HEAD_FUNCTIONS
+from pgdeploy.export.c.templates import DENSE, HEADER, PUBLIC_FUNCTIONS, SINGLE_HEAD_FUNCTIONS
 from pgdeploy.spec import FORMAT_VERSION, IO_CONTRACT, PolicySpec
 from pgdeploy.training.policy import DeployablePolicy
 

@@ -1,7 +1,7 @@
 """Export a checkpoint to dependency-free C99 (``policy.c`` + ``policy.h``), verified first.
 
 The pair is generated into a staging folder inside the destination, compiled with the
-harness (:mod:`pgdeploy.export.c_compile`), run on the same random and on-policy
+harness (:mod:`pgdeploy.export.c.compile`), run on the same random and on-policy
 observations and uniforms as the ONNX and TorchScript verification, and compared with
 the PyTorch policy by :func:`pgdeploy.export.verify.compare`. Only then are both files
 renamed into place (each rename atomic, the header first); a pair that fails is deleted
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgdeploy._io import atomic_write_set, atomic_write_text, check_writable
-from pgdeploy.export.c_compile import CHarness, find_compiler
-from pgdeploy.export.c_source import c_sources
-from pgdeploy.export.c_support import check_c_supported
+from pgdeploy.export.c.compile import CHarness, find_compiler
+from pgdeploy.export.c.source import c_sources
+from pgdeploy.export.c.support import check_c_supported
 from pgdeploy.export.exporter import (
     DEFAULT_ATOL,
     check_atol,

@@ -1,6 +1,6 @@
 """The fixed C text of the C target: the header template and the functions of ``policy.c``.
 
-Kept apart from :mod:`pgdeploy.export.c_source` (which fills in the weights and metadata)
+Kept apart from :mod:`pgdeploy.export.c.source` (which fills in the weights and metadata)
 so the C reads as C. Every function here is reentrant: stack buffers only, no heap.
 """
 

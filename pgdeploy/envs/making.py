@@ -96,7 +96,7 @@ def make_vector_env(
     ``native``: the env's own numpy implementation where it has one (e.g. CartPole's
     ``CartPoleVectorEnv``, ~60 us for 64 envs against ~660 us with ``SyncVectorEnv``), else
     ``sync``. ``sync``: every env in this process. ``subprocess``:
-    :class:`~pgdeploy.worker_vector_env.WorkerVectorEnv`, a slice of the envs in this
+    :class:`~pgdeploy.envs.worker_vector_env.WorkerVectorEnv`, a slice of the envs in this
     process and one in a worker process per other core. ``auto`` (default): native where
     the env has one, else one env's step is timed (:func:`step_seconds`) and subprocesses
     are used when the predicted speedup reaches ``SUBPROCESS_MIN_SPEEDUP``.
@@ -109,7 +109,7 @@ def make_vector_env(
         vectorization = choose_vectorization(env_id, num_envs)
     try:
         if vectorization == "subprocess":
-            from pgdeploy.worker_vector_env import WorkerVectorEnv
+            from pgdeploy.envs.worker_vector_env import WorkerVectorEnv
 
             if num_envs < 2:
                 raise UnsupportedEnvError("vectorization 'subprocess' needs num_envs >= 2")
@@ -189,7 +189,7 @@ def step_seconds(env_id: str, *, steps: int = 256, budget_s: float = 0.15, seed:
 
 def describe_vectorization(envs: Any) -> str:
     """How ``envs`` steps its envs, for summaries and progress lines."""
-    from pgdeploy.worker_vector_env import WorkerVectorEnv
+    from pgdeploy.envs.worker_vector_env import WorkerVectorEnv
 
     if isinstance(envs, WorkerVectorEnv):
         return f"subprocess ({envs.workers} worker{'s' if envs.workers > 1 else ''} + this process)"
