@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,39 @@ IO_CONTRACT = (
 
 _META_PREFIX = "pgdeploy."
 
+#: gymnasium's env id grammar (``[namespace/]name[-vN]``), optionally after a ``module:``
+#: entry point, ASCII only: the one form an env id from any source may take. Nothing else
+#: (quotes, backslashes, newlines, spaces, escape sequences) can reach generated code, a
+#: shell or a terminal through an id.
+ENV_ID_PATTERN = re.compile(
+    r"(?:[A-Za-z_][A-Za-z0-9_.]*:)?(?:[A-Za-z0-9_:-]+/)?[A-Za-z0-9_.:-]+?(?:-v[0-9]+)?",
+    re.ASCII,
+)
+MAX_ENV_ID_LENGTH = 200
+#: Action names (shown by ``inspect`` and in generated C): words, digits, space, ``_.-``.
+ACTION_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\- ]{1,64}", re.ASCII)
+
+
+def is_env_id(value: object) -> bool:
+    """Whether ``value`` is an env id of :data:`ENV_ID_PATTERN`'s grammar."""
+    return (
+        isinstance(value, str)
+        and len(value) <= MAX_ENV_ID_LENGTH
+        and ENV_ID_PATTERN.fullmatch(value) is not None
+    )
+
+
+def check_env_id(value: object, *, source: str = "env id") -> str:
+    """``value`` if it is an env id, else InvalidArgumentError naming the grammar."""
+    if not is_env_id(value):
+        shown = ascii(value)[:80] if isinstance(value, str) else type(value).__name__
+        raise InvalidArgumentError(
+            f"{source} {shown} is not a gymnasium env id (expected [module:][namespace/]"
+            f"name[-vN] in ASCII letters, digits and _ . : -, at most {MAX_ENV_ID_LENGTH} "
+            "characters)"
+        )
+    return value  # type: ignore[return-value]
+
 
 @dataclass(frozen=True)
 class PolicySpec:
@@ -80,6 +114,13 @@ class PolicySpec:
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
+        check_env_id(self.env_id)
+        for name in self.action_names:
+            if not isinstance(name, str) or ACTION_NAME_PATTERN.fullmatch(name) is None:
+                raise InvalidArgumentError(
+                    f"action name {ascii(name)[:80]} is not 1-64 ASCII letters, digits, "
+                    "spaces or _ . -"
+                )
         if self.obs_dim < 1:
             raise InvalidArgumentError(f"obs_dim must be >= 1, got {self.obs_dim}")
         if self.n_actions < 2:

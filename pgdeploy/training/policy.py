@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from pgdeploy.layout import ObsLayout
+from pgdeploy.runtime.network import PolicyNetwork
 from pgdeploy.spec import FLOAT32_MAX, PolicySpec
 
 _VAR_EPS = 1e-8
@@ -285,3 +286,29 @@ def _copy_module(module: nn.Module) -> nn.Module:
         copy.load_state_dict(module.state_dict())
         return copy
     return type(module)()
+
+
+def network_from_policy(policy: SoftmaxPolicy) -> PolicyNetwork:
+    """The numbers of a trained policy, unfolded: the graph computes what training did.
+
+    Normalisation stays ``(x - mean) / std`` in float32 (folding it into the first layer
+    cancels badly for near-constant columns); statistics that are exactly 0 and 1 (a run
+    without ``normalize_obs``) are left out, which changes no value.
+    """
+    with torch.no_grad():
+        low, high = (t.detach().float().numpy().copy() for t in policy.clip_range())
+        mean = policy.obs_mean.detach().float().numpy().copy()
+        std = policy.obs_std().detach().float().numpy().copy()
+        layers = tuple(
+            (m.weight.detach().float().numpy().copy(), m.bias.detach().float().numpy().copy())
+            for m in policy.net
+            if isinstance(m, nn.Linear)
+        )
+    identity = bool((mean == 0).all() and (std == 1).all())
+    return PolicyNetwork(
+        clip_low=low,
+        clip_high=high,
+        layers=layers,
+        obs_mean=None if identity else mean,
+        obs_std=None if identity else std,
+    )
