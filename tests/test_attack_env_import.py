@@ -64,8 +64,13 @@ def test_registered_ids_whose_entry_point_names_a_module_are_made() -> None:
     # user's own registration (tests.tiny_envs, imported by this test) works the same way.
     import tests.tiny_envs  # noqa: F401
 
-    for env_id in ("CartPole-v1", "Guess-v0"):
-        make_env_from_file(env_id, source="f").close()
+    for env_id, module in (("CartPole-v1", "gymnasium.envs"), ("Guess-v0", "tests.tiny_envs")):
+        env = make_env_from_file(env_id, source="f")
+        try:
+            assert env.spec is not None and env.spec.id == env_id
+            assert type(env.unwrapped).__module__.startswith(module)
+        finally:
+            env.close()
 
 
 def test_export_never_imports_and_says_so(exported_model: Path, evil_folder: Path) -> None:

@@ -40,12 +40,25 @@ def test_any_array_is_an_action_or_an_observation_error(
     agents: tuple[Agent, Agent], obs: np.ndarray
 ) -> None:
     for agent in agents:
-        for call in (agent.act, agent.act_batch, agent.probs):
-            try:
-                out = call(obs)
-            except ObservationError:
-                continue
-            assert np.isfinite(np.asarray(out, np.float64)).all()
+        try:
+            action = agent.act(obs)
+        except ObservationError:
+            pass
+        else:
+            assert type(action) is int and action in (0, 1)
+        try:
+            actions = agent.act_batch(obs)
+        except ObservationError:
+            pass
+        else:
+            assert actions.dtype == np.int64 and actions.ndim == 1
+            assert set(actions.tolist()) <= {0, 1}
+        try:
+            probs = agent.probs(obs)
+        except ObservationError:
+            continue
+        assert probs.dtype == np.float32 and probs.shape[-1] == 2
+        assert (probs >= 0).all() and np.allclose(probs.sum(axis=-1), 1.0, atol=1e-5)
 
 
 @FAST
