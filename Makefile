@@ -1,6 +1,7 @@
 # Two entry points that work from nothing but Python 3 and pip:
 #   make demo   train CartPole-v1, export it, play it with the runtime agent
 #   make test   lint, type-check and run the fast test suite
+#   make check  make test, then the slow tests (CI runs this: .ci/run)
 #   make c-example  export the shipped CartPole model to C and play it from a C program
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +11,7 @@ DEMO_DIR ?= runs/demo
 # Where tests/test_docs.py finds onnxruntime-node for the JavaScript snippet.
 PGDEPLOY_NODE_CACHE ?= $(HOME)/.cache/pgdeploy/node
 
-.PHONY: install demo test test-slow lint docs docs-js bench-train bench-runtime bench-c bench-pipeline fuzz model clean c-example
+.PHONY: install demo test check test-slow lint docs docs-js bench-train bench-runtime bench-c bench-pipeline fuzz model clean c-example
 
 install: $(VENV)/.installed
 
@@ -34,7 +35,9 @@ test: lint
 	$(PY) -m pytest -q -n 2
 
 test-slow: install
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -n 2 -m slow
+
+check: test test-slow
 
 # Regenerate the command sections of docs/cli.md from the CLI's --help.
 docs: install

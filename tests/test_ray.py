@@ -259,6 +259,7 @@ def scenario(facts: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_workers_run_on_both_nodes(facts: dict[str, Any]) -> None:
     result = scenario(facts, "two_nodes")
     assert len(result["nodes"]) == 2
@@ -267,6 +268,7 @@ def test_workers_run_on_both_nodes(facts: dict[str, Any]) -> None:
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_killed_worker_is_restarted_and_training_solves(facts: dict[str, Any]) -> None:
     result = scenario(facts, "kill_worker")
     before, after = result["pids_before"], result["pids_after"]
@@ -277,6 +279,7 @@ def test_killed_worker_is_restarted_and_training_solves(facts: dict[str, Any]) -
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_lost_node_workers_move_and_training_solves(facts: dict[str, Any]) -> None:
     result = scenario(facts, "kill_node")
     assert result["removed"] in result["nodes_before"]
@@ -286,6 +289,7 @@ def test_lost_node_workers_move_and_training_solves(facts: dict[str, Any]) -> No
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_no_worker_for_worker_timeout_stops_with_clear_error(facts: dict[str, Any]) -> None:
     result = scenario(facts, "no_worker_left")
     assert result["node_removed"]
@@ -296,6 +300,7 @@ def test_no_worker_for_worker_timeout_stops_with_clear_error(facts: dict[str, An
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_same_seed_same_checkpoint_with_workers(facts: dict[str, Any]) -> None:
     result = scenario(facts, "same_seed")
     assert result["identical"]
@@ -303,6 +308,7 @@ def test_same_seed_same_checkpoint_with_workers(facts: dict[str, Any]) -> None:
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_one_worker_learns_exactly_like_the_local_collector(facts: dict[str, Any]) -> None:
     result = scenario(facts, "one_worker_cartpole")
     assert result["local"]["solved"] and result["workers_1"]["solved"]
@@ -311,6 +317,7 @@ def test_one_worker_learns_exactly_like_the_local_collector(facts: dict[str, Any
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_resume_with_and_without_workers(facts: dict[str, Any]) -> None:
     result = scenario(facts, "resume")
     first = result["first"]
@@ -320,6 +327,7 @@ def test_resume_with_and_without_workers(facts: dict[str, Any]) -> None:
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_cli_joins_an_existing_cluster(facts: dict[str, Any]) -> None:
     result = scenario(facts, "cli_joins_cluster")
     assert result["returncode"] == 0, result["stderr"]
