@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc) on PATH")
+@pytest.mark.slow
 def test_c_latency_benchmark_runs_and_reports_three_medians(tmp_path: Path) -> None:
     out = tmp_path / "c_latency.json"
     args = ["--rounds", "1", "--c-calls", "20000", "--agent-calls", "2000"]

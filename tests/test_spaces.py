@@ -151,6 +151,7 @@ def test_discrete_observation_and_action_start(tmp_path: Path) -> None:
         agent.act(0)
 
 
+@pytest.mark.slow
 def test_frozenlake_from_the_cli_trains_exports_best_and_runs(tmp_path: Path) -> None:
     """docs/envs.md: train, export best.pt, run, exactly as written there (short budget)."""
     from click.testing import CliRunner

@@ -76,6 +76,7 @@ def test_same_seed_same_run() -> None:
         assert bool((value == b.checkpoint.state_dict[key]).all()), key
 
 
+@pytest.mark.slow
 def test_default_config_solves_cartpole(tmp_path: Path) -> None:
     summary = train(TrainConfig(seed=0), out_dir=tmp_path).summary
     assert summary["solved"], summary
