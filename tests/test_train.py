@@ -7,6 +7,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import pytest
 
 from pgdeploy.training.checkpoint import load_checkpoint
 from pgdeploy.training.config import TrainConfig
