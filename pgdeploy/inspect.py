@@ -74,7 +74,7 @@ def _onnx(path: Path) -> dict[str, Any]:
 
 def _pair(path: Path, pair_id: str | None) -> dict[str, Any]:
     """The pair id and whether the sibling file of the same export agrees."""
-    from pgdeploy.pairing import read_pair_id, sibling
+    from pgdeploy.runtime.pairing import read_pair_id, sibling
 
     other = sibling(path)
     if other is None or not other.exists():
@@ -105,7 +105,7 @@ def _checkpoint(path: Path) -> dict[str, Any]:
 
 def _torchscript(path: Path) -> dict[str, Any]:
     """The metadata record, read from the zip; the module itself is never loaded."""
-    from pgdeploy.pairing import torchscript_metadata
+    from pgdeploy.runtime.pairing import torchscript_metadata
     from pgdeploy.spec import metadata_from_props
 
     metadata = metadata_from_props(torchscript_metadata(path), source=repr(str(path)))

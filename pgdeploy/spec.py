@@ -266,7 +266,7 @@ def spec_to_metadata(
     """The ONNX ``metadata_props`` that make a file self-describing (string values, JSON inside).
 
     ``network`` is :meth:`~pgdeploy.runtime.network.PolicyNetwork.description`; ``pair_id``
-    ties the files of one export together (:mod:`pgdeploy.pairing`).
+    ties the files of one export together (:mod:`pgdeploy.runtime.pairing`).
     """
     fields: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -333,7 +333,7 @@ _PAIR_ID = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 
 def is_pair_id(value: object) -> bool:
-    """Whether ``value`` is a pair id: a sha256 hex digest (see :mod:`pgdeploy.pairing`)."""
+    """Whether ``value`` is a pair id: a sha256 hex digest (see :mod:`pgdeploy.runtime.pairing`)."""
     return isinstance(value, str) and _PAIR_ID.fullmatch(value) is not None
 
 

@@ -13,10 +13,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from pgdeploy.runtime.graph_pruning import prune_to_outputs
 
 import pgdeploy.runtime.model_file as model_file
 from pgdeploy.runtime import Agent, UniformStream, inverse_cdf
-from pgdeploy.runtime.graph_pruning import prune_to_outputs
 from pgdeploy.runtime.onnx_graph import read_graph
 from pgdeploy.spec import GREEDY_OUTPUT, OUTPUT_NAMES, PROBS_OUTPUT, SAMPLED_OUTPUT
 

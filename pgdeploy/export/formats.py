@@ -22,8 +22,8 @@ import torch
 
 from pgdeploy import __version__
 from pgdeploy._optional import require
-from pgdeploy.pairing import TORCHSCRIPT_METADATA, check_pair, make_pair_id, read_pair_id
 from pgdeploy.runtime.network import PolicyNetwork
+from pgdeploy.runtime.pairing import TORCHSCRIPT_METADATA, check_pair, make_pair_id, read_pair_id
 from pgdeploy.runtime.policy_graph import OPSET, build_model
 from pgdeploy.spec import PolicySpec, spec_to_metadata
 from pgdeploy.training.policy import DeployablePolicy
@@ -93,8 +93,9 @@ def torchscript_bytes(files: ExportFiles, deployable: DeployablePolicy) -> bytes
 
 
 def load_torchscript(path: str | Path) -> torch.jit.ScriptModule:
-    """``torch.jit.load`` of an exported ``model.torchscript.pt`` on the CPU, refused in one
-    line when a ``model.onnx`` beside it belongs to another export (:mod:`pgdeploy.pairing`).
+    """``torch.jit.load`` of an exported ``model.torchscript.pt`` on the CPU, refused in
+    one line when a ``model.onnx`` beside it belongs to another export
+    (:mod:`pgdeploy.runtime.pairing`).
 
     A TorchScript file is a program: load only files you trust.
     """

@@ -16,7 +16,7 @@ import onnxruntime as ort
 
 from pgdeploy.errors import InvalidArgumentError, ObservationError
 from pgdeploy.runtime.arguments import check_count, check_flag, check_load_arguments, check_seed
-from pgdeploy.runtime.model_file import MAX_MODEL_BYTES, LoadedModel, load_model
+from pgdeploy.runtime.model_file import MAX_MODEL_BYTES, LoadedModel, greedy_session, load_model
 from pgdeploy.runtime.observations import ObservationChecker, OutOfBounds
 from pgdeploy.runtime.output_checks import (
     action_heads,
@@ -65,8 +65,10 @@ class _BoundSingleStep:
         self.uniform_view = self.uniform.reshape(-1).data
         self.action_view = self.action.data
         binding = session.io_binding()
+        inputs = {i.name for i in session.get_inputs()}
         for name, array in ((OBS_INPUT, self.obs), (UNIFORM_INPUT, self.uniform)):
-            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
+            if name in inputs:  # a graph built without sampled_action has no uniform
+                binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
         outputs: dict[str, npt.NDArray[Any]] = {PROBS_OUTPUT: self.probs}
         outputs[action_output] = self.action
         for name, array in outputs.items():
@@ -133,7 +135,10 @@ class Agent:
         self._action_output = GREEDY_OUTPUT if deterministic else SAMPLED_OUTPUT
         self._bound: _BoundSingleStep | None = None
         if use_binding:
-            self._bound = _BoundSingleStep(self._session, self.spec, self._action_output)
+            # Greedy single steps run the graph built without the sampling nodes (the one
+            # variant that pays, see greedy_session); sampled ones the file's own graph.
+            session = greedy_session(model) if deterministic else self._session
+            self._bound = _BoundSingleStep(session, self.spec, self._action_output)
         self._batch_outputs = [self._action_output, PROBS_OUTPUT]
         self._action_heads = action_heads(self.spec)
         self._fast_act = None if self._bound is None else _single_step_act(self, self._bound)

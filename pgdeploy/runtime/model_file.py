@@ -28,9 +28,9 @@ import numpy as np
 import onnxruntime as ort
 
 from pgdeploy.errors import ModelLoadError
-from pgdeploy.pairing import check_pair
 from pgdeploy.runtime.network import PolicyNetwork, description_from_metadata
 from pgdeploy.runtime.onnx_graph import FileParts, first_difference, read_parts
+from pgdeploy.runtime.pairing import check_pair
 from pgdeploy.runtime.policy_graph import (
     CLIP_HIGH,
     CLIP_LOW,
@@ -40,7 +40,13 @@ from pgdeploy.runtime.policy_graph import (
     layer_names,
 )
 from pgdeploy.runtime.protobuf import FLOAT
-from pgdeploy.spec import METADATA_KEYS, ModelMetadata, metadata_from_props
+from pgdeploy.spec import (
+    GREEDY_OUTPUT,
+    METADATA_KEYS,
+    PROBS_OUTPUT,
+    ModelMetadata,
+    metadata_from_props,
+)
 
 #: Larger files are refused before they are read (``max_bytes`` of :func:`load_model` and
 #: ``Agent.load`` changes it): a policy MLP is kilobytes to megabytes.
@@ -124,7 +130,7 @@ def load_model(
     """Open ``path`` with onnxruntime if, and only if, it is pgdeploy's canonical graph.
 
     Order: the size cap, the hash, the metadata and weights, the canonical comparison and
-    the sibling's pair id (:mod:`pgdeploy.pairing`); onnxruntime then gets the rebuilt
+    the sibling's pair id (:mod:`pgdeploy.runtime.pairing`); onnxruntime then gets the rebuilt
     bytes. Every refusal is one ModelLoadError line.
     """
     path, data = read_model_bytes(path, max_bytes=max_bytes)
@@ -152,6 +158,22 @@ def load_model(
         network=network,
         data=canonical,
         threads=threads,
+    )
+
+
+def greedy_session(model: LoadedModel) -> ort.InferenceSession:
+    """A session on the canonical graph built with only ``probs`` and ``greedy_action``.
+
+    The greedy single-step path runs it: without the four sampling nodes and the
+    ``uniform`` input a greedy ``act`` measured about a third faster (benchmarks/RESULTS.md);
+    a sampled ``act`` gains too little from dropping the one ``ArgMax`` and runs the file's
+    own graph. It is :func:`build_model`'s output, like every graph the runtime runs.
+    """
+    data = build_model(
+        model.metadata.spec, model.network, {}, outputs=(PROBS_OUTPUT, GREEDY_OUTPUT)
+    )
+    return ort.InferenceSession(
+        data, sess_options=session_options(model.threads), providers=["CPUExecutionProvider"]
     )
 
 

@@ -14,7 +14,7 @@ digest), so a mismatched pair is recognised wherever the two sit side by side:
 - ``pgdeploy inspect`` reports the pair id and whether the sibling matches.
 
 Only these fixed names are paired: a file renamed or copied on its own has no sibling
-and loads alone. Stdlib only (the runtime and inspect both use it).
+and loads alone. No torch and no onnx (the runtime, export and inspect all use it).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import zipfile
 from pathlib import Path
 
 from pgdeploy.errors import ModelLoadError
+from pgdeploy.runtime.onnx_graph import read_parts
 
 ONNX_NAME = "model.onnx"
 TORCHSCRIPT_NAME = "model.torchscript.pt"
@@ -33,6 +34,8 @@ TORCHSCRIPT_METADATA = "pgdeploy.json"
 #: Metadata record of a TorchScript archive larger than this is refused unread.
 MAX_TORCHSCRIPT_METADATA_BYTES = 1 << 20
 PAIR_KEY = "pgdeploy.pair_id"
+#: A sibling ONNX file larger than this is not read for its pair id (the loader's own cap).
+MAX_ONNX_BYTES = 256 << 20
 
 
 def make_pair_id(onnx_without_pair_id: bytes, checkpoint_sha256: str) -> str:
@@ -73,10 +76,13 @@ def check_pair(path: Path, pair_id: str | None) -> None:
 def read_pair_id(path: Path) -> str | None:
     """The pair id a model file carries (None if it has none); ModelLoadError if unreadable."""
     if path.name.endswith(".onnx"):
-        from pgdeploy.runtime.model_file import read_model_bytes
-        from pgdeploy.runtime.onnx_graph import read_parts
-
-        _, data = read_model_bytes(path)
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(MAX_ONNX_BYTES + 1)
+        except OSError as exc:
+            raise ModelLoadError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from exc
+        if len(data) > MAX_ONNX_BYTES:
+            raise ModelLoadError(f"{str(path)!r} is more than {MAX_ONNX_BYTES} bytes")
         props = read_parts(data, source=repr(str(path))).metadata
     else:
         props = torchscript_metadata(path)
