@@ -295,7 +295,7 @@ def _label(
     counts: dict[int, int],
 ) -> str:
     name, sub = schema.get(f[0], (f"field {f[0]}", None))
-    if sub is None:
+    if sub is None or sub == "graph":
         return name
     label = f"{name} {counts.get(f[0], 0)}"
     tag = _LABEL.get(sub)
