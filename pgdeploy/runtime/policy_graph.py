@@ -304,7 +304,7 @@ def _model(
     if SAMPLED_OUTPUT in outputs:
         inputs.append(pb.value_info(UNIFORM_INPUT, pb.FLOAT, [BATCH, heads]))
     action_dims: list[int | str] = [BATCH, heads] if multi else [BATCH]
-    shapes = {
+    shapes: dict[str, tuple[int, list[int | str]]] = {
         PROBS_OUTPUT: (pb.FLOAT, [BATCH, actions.n_logits]),
         GREEDY_OUTPUT: (pb.INT64, action_dims),
         SAMPLED_OUTPUT: (pb.INT64, action_dims),
