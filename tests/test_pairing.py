@@ -37,7 +37,7 @@ def two_exports(
 
 
 def test_an_export_carries_one_pair_id_in_both_files(two_exports: tuple[Path, Path]) -> None:
-    first, second = two_exports
+    first, _ = two_exports
     ids = [read_pair_id(f / n) for f in two_exports for n in ("model.onnx", "model.torchscript.pt")]
     assert all(is_pair_id(i) for i in ids)
     assert ids[0] == ids[1] and ids[2] == ids[3] and ids[0] != ids[2]
