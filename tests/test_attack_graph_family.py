@@ -23,7 +23,7 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from pgdeploy.errors import ModelLoadError
+from pgdeploy.errors import ModelLoadError, ModelSpecError
 from pgdeploy.runtime import Agent
 from tests.attack_files import constant, load_onnx, reroute
 
@@ -249,6 +249,7 @@ def test_every_mutation_is_refused_before_onnxruntime(
         with pytest.raises(ModelLoadError) as caught:
             Agent.load(path)
         message = str(caught.value)
+        assert isinstance(caught.value, ModelSpecError), kind
         assert NOT_OURS in message, f"{kind}: {message}"
         assert "\n" not in message
         kinds += 1

@@ -15,7 +15,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from pgdeploy.errors import ModelLoadError, PolicyOutputError
+from pgdeploy.errors import ModelSpecError, PolicyOutputError
 from pgdeploy.runtime import Agent
 from tests.attack_files import (
     constant,
@@ -40,7 +40,7 @@ def test_sampled_action_plus_97_is_refused(exported_model: Path, tmp_path: Path)
         ],
     )
     path = save_onnx(model, tmp_path / "model.onnx")
-    with pytest.raises(ModelLoadError, match=NOT_OURS):
+    with pytest.raises(ModelSpecError, match=NOT_OURS):
         Agent.load(path)
 
 
@@ -54,7 +54,7 @@ def test_greedy_that_is_not_the_argmax_is_refused(exported_model: Path, tmp_path
             helper.make_node("Sub", ["one", "raw"], ["greedy_action"]),
         ],
     )
-    with pytest.raises(ModelLoadError, match=NOT_OURS):
+    with pytest.raises(ModelSpecError, match=NOT_OURS):
         Agent.load(save_onnx(model, tmp_path / "model.onnx"))
 
 
@@ -89,7 +89,7 @@ def test_negative_probabilities_summing_to_one_are_refused(
             helper.make_node("Sub", ["twice", "half"], ["probs"]),
         ],
     )
-    with pytest.raises(ModelLoadError, match=NOT_OURS):
+    with pytest.raises(ModelSpecError, match=NOT_OURS):
         Agent.load(save_onnx(model, tmp_path / "model.onnx"))
 
 
@@ -105,7 +105,7 @@ def test_constant_outputs_that_ignore_the_batch_are_refused(
             constant("sampled_action", np.zeros(2, np.int64)),
         ]
     )
-    with pytest.raises(ModelLoadError, match=NOT_OURS + r"graph: node 0 \('Constant'\)"):
+    with pytest.raises(ModelSpecError, match=NOT_OURS + r"graph: node 0 \('Constant'\)"):
         Agent.load(save_onnx(model, tmp_path / "model.onnx"))
 
 
@@ -113,7 +113,7 @@ def test_a_fixed_batch_of_two_is_refused(exported_model: Path, tmp_path: Path) -
     model = load_onnx(exported_model)
     for value in model.graph.input:
         value.type.tensor_type.shape.dim[0].dim_value = 2
-    with pytest.raises(ModelLoadError, match=NOT_OURS + "graph: input 0"):
+    with pytest.raises(ModelSpecError, match=NOT_OURS + "graph: input 0"):
         Agent.load(save_onnx(model, tmp_path / "model.onnx"))
 
 
@@ -181,7 +181,7 @@ def test_an_action_lie_on_one_observation_is_refused_at_load_and_checked_at_run_
     output = "greedy_action" if deterministic else "sampled_action"
     lie_on_one_observation(model, output, 1.25)
     path = save_onnx(model, tmp_path / "model.onnx")
-    with pytest.raises(ModelLoadError, match=NOT_OURS):
+    with pytest.raises(ModelSpecError, match=NOT_OURS):
         Agent.load(path, seed=0, deterministic=deterministic, fast_path=fast_path)
     with pytest.raises(PolicyOutputError, match=r"returned action 5, expected 0..1"):
         from pgdeploy.runtime.output_checks import check_batch_outputs
@@ -195,7 +195,7 @@ def test_constant_of_type_int_outputs_declared_float_is_refused(
     model = load_onnx(exported_model)
     model.graph.output[0].type.tensor_type.elem_type = TensorProto.DOUBLE
     reroute(model, "probs", [helper.make_node("Cast", ["raw"], ["probs"], to=TensorProto.DOUBLE)])
-    with pytest.raises(ModelLoadError, match=NOT_OURS):
+    with pytest.raises(ModelSpecError, match=NOT_OURS):
         Agent.load(save_onnx(model, tmp_path / "model.onnx"))
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from pgdeploy.errors import ModelLoadError
+from pgdeploy.errors import ModelLoadError, ModelSpecError
 from pgdeploy.runtime.network import PolicyNetwork, description_from_metadata
 from pgdeploy.runtime.onnx_graph import FileParts, first_difference, read_parts
 from pgdeploy.runtime.pairing import check_pair
@@ -70,9 +70,9 @@ class LoadedModel:
     threads: int = 1
 
 
-def not_canonical(source: str, what: str) -> ModelLoadError:
+def not_canonical(source: str, what: str) -> ModelSpecError:
     """The one refusal of a file that is not the graph pgdeploy builds for its metadata."""
-    return ModelLoadError(f"{source} is not a pgdeploy policy graph: {what}")
+    return ModelSpecError(f"{source} is not a pgdeploy policy graph: {what}")
 
 
 def session_options(threads: int) -> ort.SessionOptions:
