@@ -9,7 +9,6 @@ limits, and a TorchScript archive -- a program whose ``__setstate__`` runs on
 from __future__ import annotations
 
 import hashlib
-import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,6 @@ from typing import Any
 from pgdeploy._optional import require
 from pgdeploy.errors import ModelLoadError
 
-#: Metadata record of a TorchScript archive larger than this is refused unread.
-MAX_TORCHSCRIPT_METADATA_BYTES = 1 << 20
 #: Largest zip archive (checkpoint or TorchScript) inspect will open.
 MAX_ARCHIVE_BYTES = 256 << 20
 
@@ -60,19 +57,35 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def _onnx(path: Path) -> dict[str, Any]:
-    from pgdeploy.runtime.model_file import load_model
+    from pgdeploy.runtime.model_file import canonical_model, read_model_bytes
+    from pgdeploy.runtime.policy_graph import IR_VERSION, OPSET, PRODUCER
 
-    model = load_model(path)
-    session = model.session
+    _, data = read_model_bytes(path)
+    metadata, _, _ = canonical_model(data, source=repr(str(path)))
     return {
-        "metadata": _metadata_dict(model.metadata),
-        "inputs": [_io(i) for i in session.get_inputs()],
-        "outputs": [_io(o) for o in session.get_outputs()],
-        "producer": model.graph.producer_name,
-        "opset": dict(model.graph.opset),
-        "ir_version": model.graph.ir_version,
-        "operators": dict(sorted(model.graph.ops.items())),
+        "metadata": _metadata_dict(metadata),
+        "graph": "pgdeploy's canonical policy graph (checked byte for byte)",
+        "producer": PRODUCER,
+        "opset": {"ai.onnx": OPSET},
+        "ir_version": IR_VERSION,
+        **_pair(path, metadata.pair_id),
     }
+
+
+def _pair(path: Path, pair_id: str | None) -> dict[str, Any]:
+    """The pair id and whether the sibling file of the same export agrees."""
+    from pgdeploy.runtime.pairing import read_pair_id, sibling
+
+    other = sibling(path)
+    if other is None or not other.exists():
+        status = "no sibling file"
+    else:
+        try:
+            theirs = read_pair_id(other)
+        except ModelLoadError:
+            theirs = "unreadable"
+        status = f"{'matches' if theirs == pair_id else 'DOES NOT match'} {other.name}"
+    return {"pair_id": pair_id, "pair": status}
 
 
 def _checkpoint(path: Path) -> dict[str, Any]:
@@ -92,45 +105,16 @@ def _checkpoint(path: Path) -> dict[str, Any]:
 
 def _torchscript(path: Path) -> dict[str, Any]:
     """The metadata record, read from the zip; the module itself is never loaded."""
+    from pgdeploy.runtime.pairing import torchscript_metadata
     from pgdeploy.spec import metadata_from_props
 
-    source = repr(str(path))
-    try:
-        with zipfile.ZipFile(path) as archive:
-            records = [
-                r for r in archive.infolist() if r.filename.endswith(f"/extra/{_TS_METADATA}")
-            ]
-            if len(records) != 1:
-                raise ModelLoadError(
-                    f"{source} is a TorchScript archive without pgdeploy metadata "
-                    f"(extra/{_TS_METADATA}); export it with 'pgdeploy export'"
-                )
-            (record,) = records
-            if record.file_size > MAX_TORCHSCRIPT_METADATA_BYTES:
-                raise ModelLoadError(
-                    f"{source}: metadata record is {record.file_size} bytes, more than "
-                    f"{MAX_TORCHSCRIPT_METADATA_BYTES}"
-                )
-            with archive.open(record) as handle:
-                raw = handle.read(MAX_TORCHSCRIPT_METADATA_BYTES + 1)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise ModelLoadError(f"{source} is a corrupt zip archive: {exc}") from exc
-    try:
-        props = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ModelLoadError(f"{source}: metadata record is not valid JSON: {exc}") from exc
-    if not isinstance(props, dict) or not all(isinstance(v, str) for v in props.values()):
-        raise ModelLoadError(f"{source}: metadata record is not a mapping of strings")
+    metadata = metadata_from_props(torchscript_metadata(path), source=repr(str(path)))
     return {
-        "metadata": _metadata_dict(metadata_from_props(props, source=source)),
+        "metadata": _metadata_dict(metadata),
         "note": "TorchScript files are programs: inspect read only their metadata record; "
         "load them (torch.jit.load) only if you trust where they came from",
+        **_pair(path, metadata.pair_id),
     }
-
-
-#: Name of the metadata record (``pgdeploy.export.formats.TORCHSCRIPT_METADATA``; repeated
-#: here so inspect needs no torch).
-_TS_METADATA = "pgdeploy.json"
 
 
 def _metadata_dict(metadata: Any) -> dict[str, Any]:
@@ -139,11 +123,8 @@ def _metadata_dict(metadata: Any) -> dict[str, Any]:
         "pgdeploy_version": metadata.pgdeploy_version,
         "spec": metadata.spec.to_dict(),
         "training": dict(metadata.training),
+        "network": None if metadata.network is None else dict(metadata.network),
     }
-
-
-def _io(value: Any) -> dict[str, Any]:
-    return {"name": value.name, "type": value.type, "shape": list(value.shape)}
 
 
 def format_text(info: dict[str, Any]) -> str:
@@ -167,7 +148,7 @@ def format_text(info: dict[str, Any]) -> str:
             "final_window_mean_return",
         )
         lines.append("training: " + ", ".join(f"{k}={training[k]}" for k in keys if k in training))
-    for key in ("opset", "operators", "producer", "note"):
+    for key in ("opset", "producer", "graph", "pair_id", "pair", "note"):
         if key in info:
             lines.append(f"{key}: {info[key]}")
     for key in ("inputs", "outputs"):

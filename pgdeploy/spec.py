@@ -24,13 +24,17 @@ from pgdeploy.layout import ActionLayout, ObsLayout
 #: bounds use in place of infinity (a float32 graph cannot hold a larger finite bound).
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
-#: Version of the file formats (``model.pt`` dict and ONNX metadata). Bumped on any
-#: incompatible change; loaders refuse versions they do not know. Version 2 added the
-#: observation and action layouts (structured observations, action ``start``,
-#: multi-discrete heads); a version-1 file is a 1-D Box / Discrete(n, start=0) policy and
-#: still loads.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: Version of the file formats (``model.pt`` dict, ONNX and TorchScript metadata). Bumped
+#: on any incompatible change. Version 2 added the observation and action layouts
+#: (structured observations, action ``start``, multi-discrete heads); version 3 made the
+#: ONNX graph canonical (:mod:`pgdeploy.runtime.policy_graph`, with the ``network``
+#: description and the ``pair_id`` in the metadata).
+FORMAT_VERSION = 3
+#: Checkpoint versions ``model.pt`` loaders read (a checkpoint holds no graph).
+READABLE_VERSIONS = (1, 2, 3)
+#: Versions of exported model files (ONNX, TorchScript) the loaders read: only the
+#: canonical graph of version 3; earlier files are refused with "re-export".
+MODEL_FILE_VERSIONS = (3,)
 
 # The ONNX graph's input/output contract (see README, "The portable graph").
 OBS_INPUT = "obs"  #: float32 (batch, obs_dim): raw observations, normalised inside.
@@ -233,11 +237,38 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+#: Every ``metadata_props`` key pgdeploy writes (prefixed ``pgdeploy.``); a model file
+#: with any other key is not pgdeploy's graph.
+METADATA_KEYS = tuple(
+    _META_PREFIX + key
+    for key in (
+        "format_version",
+        "pgdeploy_version",
+        "spec",
+        "training",
+        "io_contract",
+        "inputs",
+        "outputs",
+        "network",
+        "pair_id",
+    )
+)
+
+
 def spec_to_metadata(
-    spec: PolicySpec, *, training: Mapping[str, Any], pgdeploy_version: str
+    spec: PolicySpec,
+    *,
+    training: Mapping[str, Any],
+    pgdeploy_version: str,
+    network: Mapping[str, Any] | None = None,
+    pair_id: str | None = None,
 ) -> dict[str, str]:
-    """The ONNX ``metadata_props`` that make a file self-describing (string values, JSON inside)."""
-    fields = {
+    """The ONNX ``metadata_props`` that make a file self-describing (string values, JSON inside).
+
+    ``network`` is :meth:`~pgdeploy.runtime.network.PolicyNetwork.description`; ``pair_id``
+    ties the files of one export together (:mod:`pgdeploy.runtime.pairing`).
+    """
+    fields: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "pgdeploy_version": pgdeploy_version,
         "spec": spec.to_dict(),
@@ -246,6 +277,10 @@ def spec_to_metadata(
         "inputs": [OBS_INPUT, UNIFORM_INPUT],
         "outputs": list(OUTPUT_NAMES),
     }
+    if network is not None:
+        fields["network"] = dict(network)
+    if pair_id is not None:
+        fields["pair_id"] = pair_id
     return {
         _META_PREFIX + key: json.dumps(_json_safe(value), allow_nan=False)
         for key, value in fields.items()
@@ -294,6 +329,14 @@ def _strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=_refuse_constant)
 
 
+_PAIR_ID = re.compile(r"[0-9a-f]{64}", re.ASCII)
+
+
+def is_pair_id(value: object) -> bool:
+    """Whether ``value`` is a pair id: a sha256 hex digest (see :mod:`pgdeploy.runtime.pairing`)."""
+    return isinstance(value, str) and _PAIR_ID.fullmatch(value) is not None
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"JSON constant {name} is not a number")
 
@@ -306,6 +349,10 @@ class ModelMetadata:
     pgdeploy_version: str
     spec: PolicySpec
     training: Mapping[str, Any]
+    #: :meth:`PolicyNetwork.description` as written (``None`` only in files of no graph).
+    network: Mapping[str, Any] | None = None
+    #: The id shared by the files of one export (``None`` if the file carries none).
+    pair_id: str | None = None
 
 
 def metadata_from_props(props: Mapping[str, str], *, source: str) -> ModelMetadata:
@@ -321,17 +368,30 @@ def metadata_from_props(props: Mapping[str, str], *, source: str) -> ModelMetada
             if key.startswith(_META_PREFIX)
         }
         version = values["format_version"]
-        if version not in READABLE_VERSIONS:
+        if version in READABLE_VERSIONS and version not in MODEL_FILE_VERSIONS:
             raise ModelLoadError(
-                f"{source} has pgdeploy format version {version!r}, expected one of "
-                f"{list(READABLE_VERSIONS)}; "
+                f"{source} has pgdeploy format version {version!r}, from an earlier pgdeploy; "
+                f"re-export it with this version ('pgdeploy export model.pt' writes version "
+                f"{FORMAT_VERSION})"
+            )
+        if version not in MODEL_FILE_VERSIONS:
+            raise ModelLoadError(
+                f"{source} has pgdeploy format version {ascii(version)[:40]}, expected one of "
+                f"{list(MODEL_FILE_VERSIONS)}; "
                 "re-export it with this version of pgdeploy or upgrade pgdeploy"
             )
+        network, pair_id = values.get("network"), values.get("pair_id")
+        if network is not None and not isinstance(network, Mapping):
+            raise TypeError(f"network must be a JSON object, got {type(network).__name__}")
+        if pair_id is not None and not is_pair_id(pair_id):
+            raise ValueError(f"pair_id {ascii(pair_id)[:80]} is not 64 lowercase hex digits")
         return ModelMetadata(
             format_version=version,
             pgdeploy_version=str(values.get("pgdeploy_version", "unknown")),
             spec=PolicySpec.from_dict(values["spec"]),
             training=dict(values.get("training") or {}),
+            network=None if network is None else dict(network),
+            pair_id=pair_id,
         )
     except ModelLoadError:
         raise

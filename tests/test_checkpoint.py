@@ -88,7 +88,7 @@ def test_cli_export_of_malicious_checkpoint_fails_cleanly(evil: tuple[Path, Path
 def test_wrong_format_version(tmp_path: Path) -> None:
     data = small_checkpoint().to_dict()
     data["format_version"] = 7
-    with pytest.raises(CheckpointError, match=r"has format version 7, expected one of \[1, 2\]"):
+    with pytest.raises(CheckpointError, match=r"has format version 7, expected one of \[1, 2, 3\]"):
         load_checkpoint(saved_dict(tmp_path, data))
 
 

@@ -77,7 +77,7 @@ def test_export_refuses_and_leaves_no_file_when_parity_fails(
     exported_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shutil.copy(exported_model / "model.pt", tmp_path / "model.pt")
-    monkeypatch.setattr(exporter, "DeployablePolicy", perturbed_graph(layer=-1, index=(0, 0)))
+    monkeypatch.setattr(exporter, "network_from_policy", perturbed_graph(layer=-1, index=(0, 0)))
     with pytest.raises(ExportVerificationError, match=r"onnx export differs .*nothing was written"):
         export_checkpoint(tmp_path / "model.pt", n_random=64, n_on_policy=64)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]

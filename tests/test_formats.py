@@ -1,4 +1,5 @@
-"""The ONNX graph from the fast tracer is the one the torch.export-based exporter writes."""
+"""The exported formats: the canonical ONNX graph of the checkpoint's network, and
+TorchScript computing the same unfolded normalisation."""
 
 from __future__ import annotations
 
@@ -6,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import pytest
+import torch
 
-from pgdeploy.export.formats import onnx_bytes
+from pgdeploy.export.formats import ExportFiles, load_torchscript, onnx_bytes
 from pgdeploy.export.verify import on_policy_observations
 from pgdeploy.training.checkpoint import load_checkpoint
-from pgdeploy.training.policy import DeployablePolicy
+from pgdeploy.training.policy import DeployablePolicy, network_from_policy
 
-#: What every exported softmax policy graph is made of (no Shape/Trilu/Constant nodes).
+#: What every exported softmax policy graph with one hidden layer is made of.
 OPS = [
     "Max",
     "Min",
@@ -29,10 +30,11 @@ OPS = [
 ]
 
 
-def _graph(exported_model: Path, exporter: str) -> onnx.ModelProto:
-    checkpoint = load_checkpoint(exported_model / "model.pt")
-    deployable = DeployablePolicy(checkpoint.build_policy()).eval()
-    return onnx.load_from_string(onnx_bytes(deployable, checkpoint, exporter=exporter))  # type: ignore[arg-type]
+def _graph(folder: Path) -> onnx.ModelProto:
+    checkpoint = load_checkpoint(folder / "model.pt")
+    policy = checkpoint.build_policy()
+    files = ExportFiles.make(checkpoint.spec, network_from_policy(policy), {}, "0" * 64)
+    return onnx.load_from_string(onnx_bytes(files, DeployablePolicy(policy).eval()))
 
 
 def _batch_dims(model: onnx.ModelProto) -> list[str]:
@@ -40,25 +42,38 @@ def _batch_dims(model: onnx.ModelProto) -> list[str]:
     return [v.type.tensor_type.shape.dim[0].dim_param for v in values]
 
 
-def test_traced_graph_has_only_the_policy_ops_and_a_batch_axis(exported_model: Path) -> None:
-    model = _graph(exported_model, "trace")
+def test_graph_has_only_the_policy_ops_and_a_batch_axis(exported_model: Path) -> None:
+    model = _graph(exported_model)
     assert [n.op_type for n in model.graph.node] == OPS
     assert _batch_dims(model) == ["batch"] * 5
-    names = {i.name for i in model.graph.initializer}
-    assert {"clip_low", "clip_high", "net.0.weight", "net.2.bias"} <= names
+    names = [i.name for i in model.graph.initializer]
+    assert names == [
+        "clip_low",
+        "clip_high",
+        "layer0.weight",
+        "layer0.bias",
+        "layer1.weight",
+        "layer1.bias",
+        "cdf_upper",
+        "sum_axes",
+    ]
     (cdf,) = [i for i in model.graph.initializer if i.name == model.graph.node[7].input[1]]
     np.testing.assert_array_equal(onnx.numpy_helper.to_array(cdf), [[1.0], [0.0]])
 
 
-@pytest.mark.slow
-def test_dynamo_exporter_gives_the_same_graph(exported_model: Path) -> None:
-    traced, dynamo = _graph(exported_model, "trace"), _graph(exported_model, "dynamo")
-    assert [n.op_type for n in dynamo.graph.node] == [n.op_type for n in traced.graph.node]
-    weights = {i.name: onnx.numpy_helper.to_array(i) for i in dynamo.graph.initializer}
-    shared = [i for i in traced.graph.initializer if i.name in weights]
-    assert len(shared) == 6  # clip bounds and the two layers' weights and biases
-    for init in shared:
-        np.testing.assert_array_equal(onnx.numpy_helper.to_array(init), weights[init.name])
+def test_normalisation_is_sub_then_div_in_onnx_and_torchscript(
+    exported_normalized_model: Path,
+) -> None:
+    """Unfolded: the graph subtracts the mean and divides by the std, as training does."""
+    model = _graph(exported_normalized_model)
+    assert [n.op_type for n in model.graph.node][:4] == ["Max", "Min", "Sub", "Div"]
+    scripted = load_torchscript(exported_normalized_model / "model.torchscript.pt")
+    assert bool(scripted.normalize)
+    policy = load_checkpoint(exported_normalized_model / "model.pt").build_policy()
+    np.testing.assert_array_equal(scripted.obs_std.numpy(), policy.obs_std().numpy())
+    obs = torch.randn(64, 4)
+    with torch.no_grad():
+        np.testing.assert_array_equal(scripted.features(obs).numpy(), policy.features(obs).numpy())
 
 
 def test_on_policy_observations_are_seeded_and_exclude_final_states(exported_model: Path) -> None:

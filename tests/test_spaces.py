@@ -175,13 +175,26 @@ def test_frozenlake_from_the_cli_trains_exports_best_and_runs(tmp_path: Path) ->
     assert "over 5 episodes" in played and played.count("episode ") == 5
 
 
-def test_graph_cut_to_any_outputs_matches_the_whole_graph(trained: Path) -> None:
-    """Pruning (the agent's single-step graph) on one-hot encodings and several heads."""
-    from pgdeploy.runtime.output_checks import probe_observations, probe_uniforms
-    from tests.test_graph_pruning import assert_prunes_exactly
+def test_greedy_variant_matches_the_whole_graph(trained: Path) -> None:
+    """The graph built without sampling nodes (the greedy single-step path) gives the whole
+    graph's values on one-hot encodings and several heads; the file itself is canonical."""
+    import onnxruntime as ort
 
-    spec = Agent.load(trained / "model.onnx").spec
-    rows = probe_observations(spec)
-    assert_prunes_exactly(
-        trained / "model.onnx", rows, probe_uniforms(len(rows), spec.action_layout.n_branches)
+    from pgdeploy.runtime.model_file import greedy_session
+
+    agent = Agent.load(trained / "model.onnx", deterministic=True)
+    assert agent.model.data == (trained / "model.onnx").read_bytes()
+    spec = agent.spec
+    rng = np.random.default_rng(0)
+    obs = np.stack([spec.obs_layout.probe_row(spec.obs_low, spec.obs_high)] * 64)
+    for column, (first, last) in spec.obs_layout.categorical_bounds().items():
+        obs[:, column] = rng.integers(first, last + 1, len(obs))
+    whole = agent.model.session.run(
+        ["probs", "greedy_action"],
+        {"obs": obs, "uniform": np.zeros((64, spec.action_layout.n_branches), np.float32)},
     )
+    variant = greedy_session(agent.model)
+    assert isinstance(variant, ort.InferenceSession)
+    got = variant.run(["probs", "greedy_action"], {"obs": obs})
+    for value, want in zip(got, whole, strict=True):
+        np.testing.assert_array_equal(value, want)

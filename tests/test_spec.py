@@ -40,7 +40,7 @@ def test_missing_metadata_names_the_fix() -> None:
 def test_unknown_format_version_is_refused() -> None:
     props = spec_to_metadata(SPEC, training={}, pgdeploy_version="9.9")
     props["pgdeploy.format_version"] = "99"
-    with pytest.raises(ModelLoadError, match=r"format version 99, expected one of \[1, 2\]"):
+    with pytest.raises(ModelLoadError, match=r"format version 99, expected one of \[3\]"):
         metadata_from_props(props, source="m.onnx")
 
 

@@ -61,7 +61,7 @@ def test_one_weight_off_by_1e3_is_refused(
     path = _trained(tmp_path, env_id, normalize, 0)
     unit, column = _live_weight(path, layer)
     monkeypatch.setattr(
-        exporter, "DeployablePolicy", perturbed_graph(layer=layer, index=(unit, column))
+        exporter, "network_from_policy", perturbed_graph(layer=layer, index=(unit, column))
     )
     with pytest.raises(ExportVerificationError, match=r"onnx export differs .*nothing was written"):
         export_checkpoint(path, n_random=512, n_on_policy=512)

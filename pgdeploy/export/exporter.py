@@ -11,6 +11,7 @@ the folder exactly as it was.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ import torch
 
 from pgdeploy._io import check_writable, commit_staged, stage_bytes
 from pgdeploy.errors import ExportVerificationError, InvalidArgumentError, ModelLoadError
-from pgdeploy.export.formats import _quiet_torch, onnx_bytes, torchscript_bytes
+from pgdeploy.export.formats import ExportFiles, _quiet_torch, onnx_bytes, torchscript_bytes
 from pgdeploy.export.reference import GraphFn
 from pgdeploy.export.verify import (
     FormatCheck,
@@ -34,7 +35,7 @@ from pgdeploy.export.verify import (
 from pgdeploy.runtime.agent import Agent
 from pgdeploy.training.checkpoint import Checkpoint, load_checkpoint
 from pgdeploy.training.checkpoint_safety import non_finite_weights
-from pgdeploy.training.policy import DeployablePolicy
+from pgdeploy.training.policy import DeployablePolicy, network_from_policy
 
 #: Absolute floor of the allowed |p_export - p_torch|, added to the float32 bound that
 #: :func:`~pgdeploy.export.verify.probability_tolerance` derives per observation.
@@ -113,13 +114,19 @@ def export_checkpoint(
     )
     ref = reference_outputs(policy, obs, seed=seed, atol=atol)
     deployable = DeployablePolicy(policy).eval()
+    files = ExportFiles.make(
+        checkpoint.spec,
+        network_from_policy(policy),
+        {**checkpoint.training, "config": checkpoint.config.to_dict()},
+        _file_sha256(Path(checkpoint_path)),
+    )
     staged: list[tuple[Path, Path]] = []
     checks = []
     try:
         for fmt, name, build in _FORMATS:
             say(f"exporting and verifying {name}")
             final = folder / name
-            staged.append((stage_bytes(final, build(deployable, checkpoint)), final))
+            staged.append((stage_bytes(final, build(files, deployable)), final))
             try:
                 graph = _LOADERS[fmt](staged[-1][0])
             except ModelLoadError as exc:  # e.g. the runtime's probe finds NaN probabilities
@@ -171,6 +178,14 @@ def check_atol(atol: object) -> None:
         or atol <= 0
     ):
         raise InvalidArgumentError(f"atol must be a finite number > 0, got {atol!r}")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _onnx_graph(path: Path) -> Agent:

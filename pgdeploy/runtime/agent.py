@@ -14,18 +14,17 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from pgdeploy.errors import InvalidArgumentError, ObservationError, PolicyOutputError
+from pgdeploy.errors import InvalidArgumentError, ObservationError
 from pgdeploy.runtime.arguments import check_count, check_flag, check_load_arguments, check_seed
-from pgdeploy.runtime.model_file import (
-    DEFAULT_LIMITS,
-    MAX_MODEL_BYTES,
-    LoadedModel,
-    load_model,
-    pruned_session,
-)
+from pgdeploy.runtime.model_file import MAX_MODEL_BYTES, LoadedModel, greedy_session, load_model
 from pgdeploy.runtime.observations import ObservationChecker, OutOfBounds
-from pgdeploy.runtime.onnx_graph import GraphLimits
-from pgdeploy.runtime.output_checks import action_heads, bad_action_error, check_batch_outputs
+from pgdeploy.runtime.output_checks import (
+    action_heads,
+    bad_action_error,
+    check_batch_outputs,
+    check_probs,
+    engine_error,
+)
 from pgdeploy.runtime.sampling import SeedLike, UniformStream, as_seed_sequence
 from pgdeploy.spec import (
     GREEDY_OUTPUT,
@@ -68,7 +67,7 @@ class _BoundSingleStep:
         binding = session.io_binding()
         inputs = {i.name for i in session.get_inputs()}
         for name, array in ((OBS_INPUT, self.obs), (UNIFORM_INPUT, self.uniform)):
-            if name in inputs:  # a graph pruned to the greedy action has no uniform
+            if name in inputs:  # a graph built without sampled_action has no uniform
                 binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
         outputs: dict[str, npt.NDArray[Any]] = {PROBS_OUTPUT: self.probs}
         outputs[action_output] = self.action
@@ -135,13 +134,10 @@ class Agent:
         use_binding = use_binding and layout.plain and not actions.multi
         self._action_output = GREEDY_OUTPUT if deterministic else SAMPLED_OUTPUT
         self._bound: _BoundSingleStep | None = None
-        #: Whether single observations run the graph cut down to what they read (see
-        #: :mod:`pgdeploy.runtime.graph_pruning`): about 0.4 us less per sampled ``act``.
-        self.runs_pruned_graph = False
         if use_binding:
-            pruned = pruned_session(model, [PROBS_OUTPUT, self._action_output])
-            self.runs_pruned_graph = pruned is not None
-            session = pruned or self._session
+            # Greedy single steps run the graph built without the sampling nodes (the one
+            # variant that pays, see greedy_session); sampled ones the file's own graph.
+            session = greedy_session(model) if deterministic else self._session
             self._bound = _BoundSingleStep(session, self.spec, self._action_output)
         self._batch_outputs = [self._action_output, PROBS_OUTPUT]
         self._action_heads = action_heads(self.spec)
@@ -164,7 +160,6 @@ class Agent:
         batch_threads: int | None = None,
         expected_sha256: str | None = None,
         max_bytes: int = MAX_MODEL_BYTES,
-        limits: GraphLimits | None = None,
     ) -> Agent:
         """Load ``path``; every problem with the file is a ``ModelLoadError`` raised here.
 
@@ -172,10 +167,10 @@ class Agent:
         observations. ``batch_threads`` splits large ``act_batch`` calls over that many
         threads (default: up to 2 CPU cores). ``fast_path=False`` forces the public
         onnxruntime API (the private IOBinding call is the default where it exists).
-        ``max_bytes`` caps the file's size, ``limits`` what its graph may declare.
-        Every argument is checked first (:mod:`pgdeploy.runtime.arguments`), the file
-        before onnxruntime sees it (:mod:`pgdeploy.runtime.onnx_graph`), its outputs on a
-        probe batch after (:mod:`pgdeploy.runtime.output_checks`).
+        ``max_bytes`` caps the file's size. Every argument is checked first
+        (:mod:`pgdeploy.runtime.arguments`), then the file must be pgdeploy's own graph
+        for its metadata, byte for byte, before onnxruntime sees it
+        (:mod:`pgdeploy.runtime.model_file`).
         """
         check_load_arguments(
             seed=seed,
@@ -192,7 +187,6 @@ class Agent:
             threads=threads,
             expected_sha256=expected_sha256,
             max_bytes=max_bytes,
-            limits=limits or DEFAULT_LIMITS,
         )
         return cls(
             model,
@@ -227,7 +221,7 @@ class Agent:
 
     @property
     def deterministic(self) -> bool:
-        """Greedy actions; fixed at load, because the single-step graph is cut down to it."""
+        """Greedy actions; fixed at load, because the single-step binding reads that output."""
         return self._deterministic
 
     @property
@@ -248,10 +242,10 @@ class Agent:
         shape ``(heads,)`` for MultiDiscrete. The happy path (a float32 ndarray of shape
         ``(obs_dim,)``, from the creating thread) is a memoryview copy, a Python-float
         bounds check, one uniform and one bound run, then the output check: the action is
-        in range and the first probability is not NaN (an overflowing softmax row is NaN
-        throughout; its sampled action would be 0): :func:`_single_step_act`, which
-        replaces this method on agents that can use it. Other observation kinds (see
-        :mod:`pgdeploy.layout`) and other threads take :meth:`_act_one`.
+        in range and no probability is NaN: :func:`_single_step_act`, which replaces this
+        method on agents that can use it. Other observation kinds (see
+        :mod:`pgdeploy.layout`) and other threads take :meth:`_act_one`; every path
+        refuses the same observations and outputs with the same error types.
         """
         fast = self._fast_act
         return self._act_one(obs) if fast is None else fast(obs)
@@ -313,10 +307,7 @@ class Agent:
         try:
             return self._session.run(names, {OBS_INPUT: batch, UNIFORM_INPUT: uniforms})  # type: ignore[no-any-return]
         except Exception as exc:  # onnxruntime's untyped errors (e.g. out of memory)
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise PolicyOutputError(
-                f"onnxruntime failed on a batch of {len(batch)}: {first}"
-            ) from exc
+            raise engine_error(exc, len(batch)) from exc
 
     def probs(self, obs: Any) -> npt.NDArray[np.float32]:
         """Probabilities: ``(n_actions,)`` for one observation, ``(n, n_actions)`` for a batch
@@ -336,9 +327,7 @@ class Agent:
         for start in range(0, len(batch), BATCH_CHUNK):
             rows = batch[start : start + BATCH_CHUNK]
             out[start : start + len(rows)] = self._run([PROBS_OUTPUT], rows, zeros[: len(rows)])[0]
-        if np.isnan(out.sum()):
-            row = int(np.argmax(np.isnan(out).any(axis=1)))
-            raise bad_action_error(0, out[row], self._action_heads)
+        check_probs(out, self._action_heads)
         return out[0] if single else out
 
     def _structured_rows(self, obs: Any) -> tuple[bool, npt.NDArray[np.float32]]:
@@ -390,17 +379,19 @@ class Agent:
 def _single_step_act(agent: Agent, bound: _BoundSingleStep) -> Callable[[Any], Any]:
     """``agent.act`` for a plain Box policy with a bound single-step graph.
 
-    Each line here was measured at one CartPole observation (~5.7 us a call, ~4.4 of
-    them onnxruntime's): a closure saves the dozen attribute lookups of a method (~3 %).
-    The memoryview copy doubles as the type check: it takes exactly a float32 buffer of
-    the row's shape (strided or not) and raises for anything else, which then takes the
-    converting path (checking ``type``, ``dtype`` and ``shape`` first cost ~0.25 us).
-    The bounds loop pulls floats from the memoryview's iterator (~0.15 us less than
-    ``zip(row.tolist(), low, high)``). ``action in actions`` is the range check (a
-    C-level int test); ``p == p`` is False only for NaN.
+    The same checks as every other path, written for one row: only a plain ndarray is
+    copied straight in (a masked array or any other type takes ``checker.as_row``, which
+    converts or refuses exactly as ``act_batch`` and ``probs`` do); the memoryview copy
+    then takes exactly a float32 buffer of the row's shape and raises for anything else
+    (again ``as_row``). The bounds loop is ``ObservationChecker.check_row`` inlined, over
+    the same float32 bounds, and ends in its error. After the run, ``action in actions``
+    is :func:`check_batch_outputs`'s range test and ``total == total`` its NaN test (the
+    sum of a row is NaN when any probability is); a failure raises
+    :func:`bad_action_error`, and an onnxruntime exception :func:`engine_error`, as on
+    the batch path. A closure saves the dozen attribute lookups of a method.
     """
     owner, act_one, checker = agent._owner, agent._act_one, agent._checker
-    get_ident = threading.get_ident
+    get_ident, ndarray = threading.get_ident, np.ndarray
     obs_view, row = bound.obs_view, bound.row
     bounds = list(zip(checker.low, checker.high, strict=True))
     uniform_view, action_view, probs_view, run = (
@@ -416,7 +407,9 @@ def _single_step_act(agent: Agent, bound: _BoundSingleStep) -> Callable[[Any], A
     def act(obs: Any) -> Any:
         if get_ident() != owner:
             return act_one(obs)
-        try:  # a float32 buffer of shape (obs_dim,); anything else raises, at no cost here
+        try:  # a plain float32 ndarray of shape (obs_dim,); anything else takes as_row
+            if type(obs) is not ndarray:
+                raise TypeError
             obs_view[:] = obs
         except (TypeError, ValueError):
             row[:] = checker.as_row(obs)  # converts and checks, or raises the typed error
@@ -427,9 +420,12 @@ def _single_step_act(agent: Agent, bound: _BoundSingleStep) -> Callable[[Any], A
                     checker.check_row(row)  # raises the typed error
         if sampled:
             uniform_view[0] = agent._stream.next()  # type: ignore[call-overload]
-        run()
+        try:
+            run()
+        except Exception as exc:  # onnxruntime's untyped errors
+            raise engine_error(exc, 1) from exc
         action = action_view[0]
-        if action in actions and (p := probs_view[0]) == p:
+        if action in actions and (total := sum(probs_view)) == total:
             return action
         raise bad_action_error(action, bound.probs[0], heads)
 

@@ -98,7 +98,9 @@ def run_bench(
     return {
         "model": str(agent.path),
         "fast_path": agent.uses_fast_path,
-        "pruned_graph": agent.runs_pruned_graph,
+        # Graphs are no longer pruned (one canonical session); the key stays until the
+        # CLI's bench line stops printing it.
+        "pruned_graph": False,
         "batch_threads": agent.batch_threads,
         "act": asdict(act_latency(agent, calls=calls)),
         "act_batch": [asdict(batch_throughput(agent, n)) for n in batch_sizes],

@@ -1,37 +1,49 @@
-"""Open an ONNX policy file safely and check that its graph matches its own metadata.
+"""Open an ONNX policy file safely: only pgdeploy's own graph for the file's metadata runs.
 
-Everything that can be wrong with a file is found here, at load time, as a
-:class:`~pgdeploy.errors.ModelLoadError`: never at the first ``act``.
+:func:`load_model` reads the bytes (size-capped), takes the metadata and the weights by
+their canonical names (:mod:`pgdeploy.runtime.onnx_graph`), builds a
+:class:`~pgdeploy.runtime.network.PolicyNetwork` and checks it against the spec, rebuilds
+the canonical graph (:func:`~pgdeploy.runtime.policy_graph.build_model`) and compares it
+with the file byte for byte. Any difference -- an extra node or output, an attribute, a
+rewired input, a Shape trick, a metadata key pgdeploy does not write -- is refused in one
+line before onnxruntime sees a byte, and the session is built from the rebuilt bytes.
+
+So what used to be probed at load is a property of the construction: the graph's inputs,
+outputs, dtypes and shapes are the ones the spec implies, rows are independent (every
+node is row-wise or a per-row reduction), actions are the argmax and the inverse-CDF
+sample of the returned probabilities, and the size of every intermediate follows from
+the spec and the weights. What remains at run time is a cheap check of the outputs (NaN
+probabilities from float32 overflow, actions in range): :mod:`pgdeploy.runtime.output_checks`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from pgdeploy.errors import ModelLoadError, ModelSpecError
-from pgdeploy.runtime.graph_pruning import prune_to_outputs
-from pgdeploy.runtime.onnx_graph import GraphInfo, GraphLimits, read_graph
-from pgdeploy.runtime.output_checks import (
-    action_heads,
-    check_probe_outputs,
-    multi_head,
-    probe_observations,
-    probe_uniforms,
+from pgdeploy.runtime.network import PolicyNetwork, description_from_metadata
+from pgdeploy.runtime.onnx_graph import FileParts, first_difference, read_parts
+from pgdeploy.runtime.pairing import check_pair
+from pgdeploy.runtime.policy_graph import (
+    CLIP_HIGH,
+    CLIP_LOW,
+    OBS_MEAN,
+    OBS_STD,
+    build_model,
+    layer_names,
 )
+from pgdeploy.runtime.protobuf import FLOAT
 from pgdeploy.spec import (
     GREEDY_OUTPUT,
-    OBS_INPUT,
-    OUTPUT_NAMES,
+    METADATA_KEYS,
     PROBS_OUTPUT,
-    SAMPLED_OUTPUT,
-    UNIFORM_INPUT,
     ModelMetadata,
     metadata_from_props,
 )
@@ -39,11 +51,8 @@ from pgdeploy.spec import (
 #: Larger files are refused before they are read (``max_bytes`` of :func:`load_model` and
 #: ``Agent.load`` changes it): a policy MLP is kilobytes to megabytes.
 MAX_MODEL_BYTES = 256 << 20
-DEFAULT_LIMITS = GraphLimits()
-#: Graphs with more weight elements are not pruned (:func:`pruned_session`): there the
-#: ~0.4 us a node pruning saves is lost next to the matrix products, and a second session
-#: would hold the weights twice.
-PRUNE_MAX_ELEMENTS = 1 << 20
+#: Most layers a network description may name.
+MAX_LAYERS = 64
 
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -54,11 +63,16 @@ class LoadedModel:
     metadata: ModelMetadata
     sha256: str
     path: Path
-    graph: GraphInfo
-    #: The checked bytes ``session`` was built from (never re-read from disk; empty above
-    #: ``PRUNE_MAX_ELEMENTS`` weights) and its thread count, for :func:`pruned_session`.
+    #: The numbers the file holds, checked against the spec.
+    network: PolicyNetwork
+    #: The canonical bytes ``session`` was built from (equal to the file's).
     data: bytes = field(default=b"", repr=False)
     threads: int = 1
+
+
+def not_canonical(source: str, what: str) -> ModelSpecError:
+    """The one refusal of a file that is not the graph pgdeploy builds for its metadata."""
+    return ModelSpecError(f"{source} is not a pgdeploy policy graph: {what}")
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -112,13 +126,12 @@ def load_model(
     threads: int = 1,
     expected_sha256: str | None = None,
     max_bytes: int = MAX_MODEL_BYTES,
-    limits: GraphLimits = DEFAULT_LIMITS,
 ) -> LoadedModel:
-    """Open ``path`` with onnxruntime, from bytes (external data files are never followed).
+    """Open ``path`` with onnxruntime if, and only if, it is pgdeploy's canonical graph.
 
-    Order matters: the size cap, the hash, then the graph's structure (operators, tensor
-    sizes, metadata; :mod:`pgdeploy.runtime.onnx_graph`) and metadata are checked before
-    onnxruntime sees a byte, and the outputs on a probe batch before the model is returned.
+    Order: the size cap, the hash, the metadata and weights, the canonical comparison and
+    the sibling's pair id (:mod:`pgdeploy.runtime.pairing`); onnxruntime then gets the rebuilt
+    bytes. Every refusal is one ModelLoadError line.
     """
     path, data = read_model_bytes(path, max_bytes=max_bytes)
     digest = hashlib.sha256(data).hexdigest()
@@ -128,131 +141,103 @@ def load_model(
             "the file was modified or is not the model you meant"
         )
     source = repr(str(path))
-    graph = read_graph(data, source=source, limits=limits)
-    metadata = metadata_from_props(graph.metadata, source=source)
+    metadata, network, canonical = canonical_model(data, source=source)
+    check_pair(path, metadata.pair_id)
     try:
         session = ort.InferenceSession(
-            data, sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+            canonical, sess_options=session_options(threads), providers=["CPUExecutionProvider"]
         )
     except Exception as exc:  # onnxruntime raises its own untyped pybind errors
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(
-            f"onnxruntime cannot load {str(path)!r} as an ONNX model: {first_line[:300]}"
-            f"{_hint(first_line)}"
-        ) from exc
-    check_graph(session, metadata, source=source)
+        raise ModelLoadError(f"onnxruntime cannot load {str(path)!r}: {first_line[:300]}") from exc
     return LoadedModel(
         session=session,
         metadata=metadata,
         sha256=digest,
         path=path,
-        graph=graph,
-        data=data if graph.total_elements <= PRUNE_MAX_ELEMENTS else b"",
+        network=network,
+        data=canonical,
         threads=threads,
     )
 
 
-def pruned_session(model: LoadedModel, outputs: Sequence[str]) -> ort.InferenceSession | None:
-    """A session on the model's graph cut down to ``outputs``, or None if it cannot stand in.
+def greedy_session(model: LoadedModel) -> ort.InferenceSession:
+    """A session on the canonical graph built with only ``probs`` and ``greedy_action``.
 
-    It stands in only when it builds and returns the very same values as the whole graph
-    on the load-time probe batch (:func:`probe_observations`); otherwise, and for graphs
-    of more than ``PRUNE_MAX_ELEMENTS`` weights, the caller keeps the whole graph, which is
-    slower but never wrong.
+    The greedy single-step path runs it: without the four sampling nodes and the
+    ``uniform`` input a greedy ``act`` measured about a third faster (benchmarks/RESULTS.md);
+    a sampled ``act`` gains too little from dropping the one ``ArgMax`` and runs the file's
+    own graph. It is :func:`build_model`'s output, like every graph the runtime runs.
     """
-    if not model.data:
-        return None
-    spec = model.metadata.spec
-    rows = probe_observations(spec)
-    feeds = {OBS_INPUT: rows, UNIFORM_INPUT: probe_uniforms(len(rows), len(action_heads(spec)))}
+    data = build_model(
+        model.metadata.spec, model.network, {}, outputs=(PROBS_OUTPUT, GREEDY_OUTPUT)
+    )
+    return ort.InferenceSession(
+        data, sess_options=session_options(model.threads), providers=["CPUExecutionProvider"]
+    )
+
+
+def canonical_model(data: bytes, *, source: str) -> tuple[ModelMetadata, PolicyNetwork, bytes]:
+    """(metadata, network, canonical bytes) of a file that is pgdeploy's graph, else the
+    one-line ModelLoadError naming the first difference."""
+    parts = read_parts(data, source=source)
+    metadata = metadata_from_props(parts.metadata, source=source)
+    network = network_from_parts(parts, metadata, source=source)
+    network.check(metadata.spec, source=source)
+    canonical_metadata = {k: v for k, v in parts.metadata.items() if k in METADATA_KEYS}
+    expected = build_model(metadata.spec, network, canonical_metadata)
+    if expected != data:
+        raise not_canonical(source, first_difference(data, expected))
+    return metadata, network, expected
+
+
+def network_from_parts(parts: FileParts, metadata: ModelMetadata, *, source: str) -> PolicyNetwork:
+    """The PolicyNetwork a file's metadata describes, with the file's weights."""
+    if metadata.network is None:
+        raise not_canonical(source, "its metadata has no 'pgdeploy.network' description")
     try:
-        session = ort.InferenceSession(
-            prune_to_outputs(model.data, outputs),
-            sess_options=session_options(model.threads),
-            providers=["CPUExecutionProvider"],
-        )
-        names = {i.name for i in session.get_inputs()}
-        got = session.run(list(outputs), {k: v for k, v in feeds.items() if k in names})
-    except Exception:
-        return None
-    want = model.session.run(list(outputs), feeds)
-    if all(np.array_equal(a, b) for a, b in zip(got, want, strict=True)):
-        return session
-    return None
-
-
-_HINTS = (
-    ("INVALID_PROTOBUF", "the file is not an ONNX model, or it is truncated"),
-    (
-        "External data",
-        "pgdeploy models keep their weights inside the .onnx file; "
-        "external data files are never read",
-    ),
-    (
-        "not a registered function/op",
-        "the graph uses an operator outside the standard ONNX "
-        "domains; pgdeploy loads no custom-op libraries",
-    ),
-)
-
-
-def _hint(message: str) -> str:
-    """A plain-words reason for the onnxruntime errors users actually meet."""
-    for marker, hint in _HINTS:
-        if marker in message:
-            return f" ({hint})"
-    return ""
-
-
-def check_graph(session: ort.InferenceSession, metadata: ModelMetadata, *, source: str) -> None:
-    """Check names, dtypes and shapes of the graph against its metadata with one probe run."""
+        choices = description_from_metadata(metadata.network)
+        widths = metadata.network.get("widths")
+        if (
+            not isinstance(widths, list)
+            or not 1 <= len(widths) <= MAX_LAYERS
+            or not all(isinstance(w, int) and not isinstance(w, bool) for w in widths)
+        ):
+            raise ValueError(f"widths must be a list of 1 to {MAX_LAYERS} integers")
+    except ValueError as exc:
+        raise not_canonical(source, f"its network description is malformed ({exc})") from exc
     spec = metadata.spec
-    inputs = {i.name: i for i in session.get_inputs()}
-    outputs = {o.name: o for o in session.get_outputs()}
-    if set(inputs) != {OBS_INPUT, UNIFORM_INPUT}:
-        raise ModelSpecError(
-            f"{source} has inputs {sorted(inputs)}, expected {[OBS_INPUT, UNIFORM_INPUT]}"
-        )
-    if not set(OUTPUT_NAMES) <= set(outputs):
-        raise ModelSpecError(
-            f"{source} has outputs {sorted(outputs)}, expected at least {list(OUTPUT_NAMES)}"
-        )
-    for name, want in ((OBS_INPUT, "tensor(float)"), (UNIFORM_INPUT, "tensor(float)")):
-        if inputs[name].type != want:
-            raise ModelSpecError(
-                f"{source}: input {name!r} is {inputs[name].type}, expected {want}"
+
+    def tensor(name: str) -> Any:
+        found = parts.initializers.get(name)
+        if found is None:
+            raise not_canonical(source, f"it has no initializer {name!r}")
+        count = int(np.prod(found.dims, dtype=np.int64)) if found.dims else 1
+        if found.data_type != FLOAT or len(found.raw) != 4 * count:
+            raise not_canonical(
+                source, f"initializer {name!r} is not raw float32 data of its shape"
             )
-    obs_shape = inputs[OBS_INPUT].shape
-    if len(obs_shape) != 2 or obs_shape[1] != spec.obs_dim or isinstance(obs_shape[0], int):
-        raise ModelSpecError(
-            f"{source}: input {OBS_INPUT!r} has shape {obs_shape}, expected "
-            f"['batch', {spec.obs_dim}] (a dynamic batch axis) as its metadata says"
+        return np.frombuffer(found.raw, "<f4").astype(np.float32).reshape(found.dims)
+
+    n_cont = len(spec.obs_layout.continuous_columns)
+    empty = np.zeros(0, np.float32)
+    normalized = choices["normalized"]
+    network = PolicyNetwork(
+        clip_low=tensor(CLIP_LOW) if n_cont else empty,
+        clip_high=tensor(CLIP_HIGH) if n_cont else empty,
+        layers=tuple(
+            (tensor(layer_names(i)[0]), tensor(layer_names(i)[1])) for i in range(len(widths))
+        ),
+        obs_mean=tensor(OBS_MEAN) if normalized else None,
+        obs_std=tensor(OBS_STD) if normalized else None,
+        norm_clip=choices["norm_clip"],
+        activation=choices["activation"],
+        activation_alpha=choices["activation_alpha"],
+        head=choices["head"],
+    )
+    shapes = [list(weight.shape[:1]) for weight, _ in network.layers]
+    if shapes != [[w] for w in widths]:
+        raise not_canonical(
+            source, f"its network description says widths {widths}, its layers have {shapes}"
         )
-    heads, multi = action_heads(spec), multi_head(spec)
-    tails = {
-        UNIFORM_INPUT: [len(heads)],
-        PROBS_OUTPUT: [sum(size for _, size in heads)],
-        GREEDY_OUTPUT: [len(heads)] if multi else [],
-        SAMPLED_OUTPUT: [len(heads)] if multi else [],
-    }
-    for name, tail in tails.items():
-        shape = list((inputs.get(name) or outputs[name]).shape or [])
-        fixed_ok = all(
-            not isinstance(d, int) or d == w for d, w in zip(shape[1:], tail, strict=False)
-        )
-        if len(shape) != 1 + len(tail) or isinstance(shape[0], int) or not fixed_ok:
-            raise ModelSpecError(
-                f"{source}: {name!r} is declared with shape {shape}, expected "
-                f"{['batch', *tail]} (a dynamic batch axis, then the sizes its metadata says)"
-            )
-    obs = probe_observations(spec)
-    for rows in (obs[:1], obs):
-        uniforms = probe_uniforms(len(rows), len(heads))
-        try:
-            values = session.run(list(OUTPUT_NAMES), {OBS_INPUT: rows, UNIFORM_INPUT: uniforms})
-        except Exception as exc:  # onnxruntime's own error types
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise ModelSpecError(
-                f"{source} fails on a probe batch of {len(rows)} observations: {first}"
-            ) from exc
-        check_probe_outputs(values, uniforms, spec, source=source)
+    return network

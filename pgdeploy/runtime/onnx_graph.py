@@ -1,17 +1,15 @@
-"""Read an ONNX file's structure without the ``onnx`` package, and refuse unsafe graphs.
+"""Read an ONNX file's metadata and weights without the ``onnx`` package, and name how it
+differs from pgdeploy's own graph.
 
-onnxruntime runs whatever a graph says: a ``Loop`` with a trip count of 1e8 never
-returns, a ``ConstantOfShape([32768, 32768])`` in a 17 KB file allocates 4 GiB at load
-and again at every call, a custom domain asks for a kernel library. So before a session
-is built, :func:`read_graph` walks the protobuf wire format (a few hundred fields for a
-policy; weights are skipped as opaque bytes) and checks every node against
-:data:`ALLOWED_OPS` -- the operators pgdeploy's exporter emits plus standard ones of
-bounded work -- and every tensor, dimension and metadata entry against
-:class:`GraphLimits`. The runtime keeps its dependencies at numpy + onnxruntime.
-
-With only these operators, no node can create more elements than its inputs' sizes
-allow (no operator takes a shape or a count as data), so memory and time per call are
-bounded by the file's own size and the batch size.
+The loader (:mod:`pgdeploy.runtime.model_file`) needs only two things from a file: its
+``metadata_props`` and its initializers by name. :func:`read_parts` walks the protobuf
+wire format for those (a few dozen fields; every length is checked against the bytes
+that hold it, and weight sizes against :data:`MAX_TENSOR_ELEMENTS`), and
+:func:`first_difference` walks a file and the canonical bytes side by side to name the
+first field where they part, in words ("graph node 3: op_type is 'Shape', pgdeploy
+writes 'Relu'"). No other part of a file is ever interpreted: everything else is
+compared byte for byte with what :func:`~pgdeploy.runtime.policy_graph.build_model`
+writes. The runtime keeps its dependencies at numpy + onnxruntime.
 """
 
 from __future__ import annotations
@@ -21,133 +19,40 @@ from dataclasses import dataclass, field
 
 from pgdeploy.errors import ModelLoadError
 
-#: Operators a policy graph may use. Found by exporting (models/CartPole-v1/model.onnx and
-#: fresh exports use Gemm, MatMul, Relu, Max, Min, Softmax, ArgMax, ReduceSum,
-#: LessOrEqual, Cast), plus standard ops an MLP export with observation encodings
-#: (one-hot, Dict/Tuple concatenation) and several action heads plausibly needs. Every
-#: entry does work bounded by its inputs' sizes; ops that take a shape, a count or a
-#: trip count as data (Expand, Tile, Pad, Range, OneHot, ConstantOfShape, Resize, Loop,
-#: Scan, If) and random ops are deliberately absent. Extend here, one name per op.
-ALLOWED_OPS = frozenset(
-    {
-        # emitted by pgdeploy's exporter today
-        "Gemm",
-        "MatMul",
-        "Relu",
-        "Max",
-        "Min",
-        "Softmax",
-        "ArgMax",
-        "ReduceSum",
-        "LessOrEqual",
-        "Cast",
-        # elementwise arithmetic and activations
-        "Add",
-        "Sub",
-        "Mul",
-        "Div",
-        "Neg",
-        "Abs",
-        "Sqrt",
-        "Exp",
-        "Log",
-        "Tanh",
-        "Sigmoid",
-        "Clip",
-        "LogSoftmax",
-        "Identity",
-        "Constant",
-        # comparisons and logic (one-hot by Equal against a constant range)
-        "Less",
-        "Greater",
-        "GreaterOrEqual",
-        "Equal",
-        "Not",
-        "And",
-        "Or",
-        "Where",
-        # reductions and scans over existing elements
-        "ReduceMax",
-        "ReduceMin",
-        "ReduceMean",
-        "CumSum",
-        # layout: never more elements than the inputs hold
-        "Reshape",
-        "Flatten",
-        "Squeeze",
-        "Unsqueeze",
-        "Transpose",
-        "Concat",
-        "Split",
-        "Slice",
-        "Gather",
-        "Shape",
-    }
-)
+_WIRE_VARINT, _WIRE_FIXED64, WIRE_BYTES, _WIRE_FIXED32 = 0, 1, 2, 5
 
-#: Domains whose operators onnxruntime implements itself; anything else is a custom op.
-STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
-
-_WIRE_VARINT, _WIRE_FIXED64, WIRE_BYTES, _WIRE_FIXED32 = 0, 1, 2, 5  # WIRE_BYTES: graph_pruning too
-_TENSOR_EXTERNAL = 1
-_ATTR_GRAPH_FIELDS = {6: "a subgraph", 11: "subgraphs", 22: "a sparse tensor", 23: "sparse tensors"}
-
-
-@dataclass(frozen=True)
-class GraphLimits:
-    """Upper bounds on what a policy file may declare; all are far above a real policy."""
-
-    max_nodes: int = 4096
-    max_initializers: int = 4096
-    #: Elements of any one tensor (initializer or Constant): 2**26 float32 = 256 MiB.
-    max_tensor_elements: int = 1 << 26
-    #: Elements over all initializers together.
-    max_total_elements: int = 1 << 27
-    #: Any fixed dimension of a graph input, output or value_info.
-    max_dim: int = 1 << 24
-    max_rank: int = 8
-    max_metadata_entries: int = 64
-    max_metadata_bytes: int = 1 << 20
+#: Elements of any one initializer: 2**26 float32 = 256 MiB.
+MAX_TENSOR_ELEMENTS = 1 << 26
+#: Elements over all initializers together.
+MAX_TOTAL_ELEMENTS = 1 << 27
+MAX_METADATA_ENTRIES = 64
+MAX_METADATA_BYTES = 1 << 20
+_MAX_RANK = 8
 
 
 @dataclass
-class GraphInfo:
-    """What :func:`read_graph` found: enough for the loader, ``inspect`` and the limits."""
+class Tensor:
+    """One initializer as the file declares it: dims, ONNX data type, raw little-endian data."""
 
-    ir_version: int = 0
-    producer_name: str = ""
-    opset: dict[str, int] = field(default_factory=dict)
+    dims: tuple[int, ...]
+    data_type: int
+    raw: bytes
+
+
+@dataclass
+class FileParts:
+    """What :func:`read_parts` found: metadata (in file order) and initializers by name."""
+
     metadata: dict[str, str] = field(default_factory=dict)
-    ops: dict[str, int] = field(default_factory=dict)
-    #: name -> dims of each graph input and output (``None`` for a symbolic dimension).
-    inputs: dict[str, tuple[int | None, ...]] = field(default_factory=dict)
-    outputs: dict[str, tuple[int | None, ...]] = field(default_factory=dict)
-    n_initializers: int = 0
-    total_elements: int = 0
-
-
-def read_graph(data: bytes, *, source: str, limits: GraphLimits | None = None) -> GraphInfo:
-    """Parse ``data`` as an ONNX ModelProto and check it; every failure is a ModelLoadError."""
-    reader = WireReader(bytes(data), source, limits or GraphLimits())
-    info = GraphInfo()
-    try:
-        reader.model(info)
-    except RecursionError as exc:  # pragma: no cover - nesting is bounded by the schema
-        raise reader.error("is nested too deeply") from exc
-    if "graph" not in reader.seen:
-        raise reader.corrupt("no graph")
-    return info
+    initializers: dict[str, Tensor] = field(default_factory=dict)
 
 
 class WireReader:
-    """A protobuf wire-format walker for the ONNX fields pgdeploy checks (and prunes)."""
+    """A protobuf wire-format walker: fields of a byte range, checked against its bounds."""
 
-    def __init__(self, data: bytes, source: str, limits: GraphLimits) -> None:
+    def __init__(self, data: bytes, source: str) -> None:
         self.data = data
         self.source = source
-        self.limits = limits
-        self.seen: set[str] = set()
-        self.metadata_bytes = 0
 
     def error(self, what: str) -> ModelLoadError:
         return ModelLoadError(f"{self.source} {what}; it is not a graph pgdeploy will run")
@@ -160,22 +65,14 @@ class WireReader:
 
     def fields(self, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
         """(field number, wire type, value or start, end) for each field in [start, end)."""
-        data, pos = self.data, start
+        pos = start
         while pos < end:
-            key = data[pos]  # one-byte keys (fields 1-15) are the common case
-            if key < 0x80:
-                pos += 1
-            else:
-                key, pos = self.varint(pos, end)
+            key, pos = self.varint(pos, end)
             number, wire = key >> 3, key & 7
             if number == 0:
                 raise self.corrupt("invalid protobuf field number 0")
             if wire == WIRE_BYTES:
-                length = data[pos] if pos < end else 0x80
-                if length < 0x80:
-                    pos += 1
-                else:
-                    length, pos = self.varint(pos, end)
+                length, pos = self.varint(pos, end)
                 if length > end - pos:
                     raise self.corrupt("a field runs past its end")
                 yield number, wire, pos, pos + length
@@ -184,10 +81,11 @@ class WireReader:
                 value, pos = self.varint(pos, end)
                 yield number, wire, value, pos
             elif wire in (_WIRE_FIXED64, _WIRE_FIXED32):
+                begin = pos
                 pos += 8 if wire == _WIRE_FIXED64 else 4
                 if pos > end:
                     raise self.corrupt("a field runs past its end")
-                yield number, wire, 0, pos
+                yield number, wire, begin, pos
             else:
                 raise self.corrupt(f"invalid protobuf wire type {wire}")
 
@@ -208,172 +106,213 @@ class WireReader:
         except UnicodeDecodeError as exc:
             raise self.error(f"has {what} that is not valid UTF-8 (byte {exc.start})") from exc
 
-    def model(self, info: GraphInfo) -> None:
-        for number, wire, a, b in self.fields(0, len(self.data)):
-            if number == 1 and wire == _WIRE_VARINT:
-                info.ir_version = a
-            elif number == 2 and wire == WIRE_BYTES:
-                info.producer_name = self.text(a, b, "a producer name")
-            elif number == 7 and wire == WIRE_BYTES:
-                if "graph" in self.seen:
-                    raise self.error("has two graphs")
-                self.seen.add("graph")
-                self.graph(a, b, info)
-            elif number == 8 and wire == WIRE_BYTES:
-                self.opset(a, b, info)
-            elif number == 14 and wire == WIRE_BYTES:
-                self.metadata_entry(a, b, info)
-            elif number == 20:
-                raise self.error("has training_info (a training graph)")
-            elif number == 25:
-                raise self.error("defines model-local functions")
 
-    def opset(self, start: int, end: int, info: GraphInfo) -> None:
-        domain, version = "", 0
-        for number, wire, a, b in self.fields(start, end):
-            if number == 1 and wire == WIRE_BYTES:
-                domain = self.text(a, b, "an opset domain")
-            elif number == 2 and wire == _WIRE_VARINT:
-                version = a
-        if domain not in STANDARD_DOMAINS:
-            raise self.error(
-                f"imports operator domain {domain!r} (custom-op libraries are never loaded)"
-            )
-        info.opset[domain or "ai.onnx"] = version
-
-    def metadata_entry(self, start: int, end: int, info: GraphInfo) -> None:
-        if len(info.metadata) >= self.limits.max_metadata_entries:
-            raise self.error(f"has more than {self.limits.max_metadata_entries} metadata entries")
-        self.metadata_bytes += end - start
-        if self.metadata_bytes > self.limits.max_metadata_bytes:
-            raise self.error(f"has more than {self.limits.max_metadata_bytes} bytes of metadata")
-        key = value = ""
-        for number, wire, a, b in self.fields(start, end):
-            if number == 1 and wire == WIRE_BYTES:
-                key = self.text(a, b, "a metadata key")
-            elif number == 2 and wire == WIRE_BYTES:
-                value = self.text(a, b, f"metadata {key!r}")
-        info.metadata[key] = value
-
-    def graph(self, start: int, end: int, info: GraphInfo) -> None:
-        for number, wire, a, b in self.fields(start, end):
-            if wire != WIRE_BYTES:
-                continue
-            if number == 1:
-                self.node(a, b, info)
-            elif number == 5:
-                info.n_initializers += 1
-                if info.n_initializers > self.limits.max_initializers:
-                    raise self.error(f"has more than {self.limits.max_initializers} initializers")
-                info.total_elements += self.tensor(a, b)
-                if info.total_elements > self.limits.max_total_elements:
-                    raise self.error(
-                        f"declares more than {self.limits.max_total_elements} weight elements"
-                    )
-            elif number == 15:
-                raise self.error("has sparse initializers")
-            elif number in (11, 12, 13):
-                name, dims = self.value_info(a, b)
-                if number == 11:
-                    info.inputs[name] = dims
-                elif number == 12:
-                    info.outputs[name] = dims
-
-    def node(self, start: int, end: int, info: GraphInfo) -> None:
-        if sum(info.ops.values()) >= self.limits.max_nodes:
-            raise self.error(f"has more than {self.limits.max_nodes} nodes")
-        op, domain, attributes = "", "", []
-        for number, wire, a, b in self.fields(start, end):
-            if number == 4 and wire == WIRE_BYTES:
-                op = self.text(a, b, "an operator name")
-            elif number == 7 and wire == WIRE_BYTES:
-                domain = self.text(a, b, "an operator domain")
-            elif number == 5 and wire == WIRE_BYTES:
-                attributes.append((a, b))
-        if domain not in STANDARD_DOMAINS:
-            raise self.error(
-                f"uses operator {op[:64]!r} from custom domain {domain!r} "
-                "(custom-op libraries are never loaded)"
-            )
-        if op not in ALLOWED_OPS:
-            raise self.error(
-                f"uses operator {op[:64]!r}, which is not among the operators pgdeploy emits "
-                f"({', '.join(sorted(ALLOWED_OPS))})"
-            )
-        for a, b in attributes:
-            self.attribute(a, b, op)
-        info.ops[op] = info.ops.get(op, 0) + 1
-
-    def attribute(self, start: int, end: int, op: str) -> None:
-        for number, wire, a, b in self.fields(start, end):
-            if number in _ATTR_GRAPH_FIELDS:
-                raise self.error(f"has {_ATTR_GRAPH_FIELDS[number]} inside operator {op!r}")
-            if number in (5, 10) and wire == WIRE_BYTES:  # t / tensors
-                self.tensor(a, b)
-
-    def tensor(self, start: int, end: int) -> int:
-        """Check one TensorProto's declared shape; returns its element count."""
-        dims: list[int] = []
-        for number, wire, a, b in self.fields(start, end):
-            if number == 1:
-                dims.extend([a] if wire == _WIRE_VARINT else self.packed(a, b))
-            elif number == 13 or (number == 14 and wire == _WIRE_VARINT and a == _TENSOR_EXTERNAL):
-                raise self.error(
-                    "keeps tensor data in an external file (external data files are never read)"
+def read_parts(data: bytes, *, source: str) -> FileParts:
+    """Metadata and initializers of the ONNX ModelProto in ``data``; a ModelLoadError if the
+    bytes are not a protobuf message, hold no graph, or declare oversized tensors."""
+    reader = WireReader(bytes(data), source)
+    parts = FileParts()
+    metadata_bytes = 0
+    graphs = 0
+    for number, wire, a, b in reader.fields(0, len(data)):
+        if number == 14 and wire == WIRE_BYTES:
+            metadata_bytes += b - a
+            if len(parts.metadata) >= MAX_METADATA_ENTRIES or metadata_bytes > MAX_METADATA_BYTES:
+                raise reader.error(
+                    f"has more than {MAX_METADATA_ENTRIES} metadata entries or "
+                    f"{MAX_METADATA_BYTES} bytes of metadata"
                 )
-            if len(dims) > self.limits.max_rank:
-                raise self.error(f"has a tensor of rank > {self.limits.max_rank}")
+            key_text, value = _entry(reader, a, b)
+            parts.metadata.setdefault(key_text, value)
+        elif number == 7 and wire == WIRE_BYTES:
+            graphs += 1
+            _initializers(reader, a, b, parts)
+    if graphs == 0:
+        raise reader.corrupt("no graph")
+    return parts
+
+
+def _entry(reader: WireReader, start: int, end: int) -> tuple[str, str]:
+    key_text = value = ""
+    for number, wire, a, b in reader.fields(start, end):
+        if number == 1 and wire == WIRE_BYTES:
+            key_text = reader.text(a, b, "a metadata key")
+        elif number == 2 and wire == WIRE_BYTES:
+            value = reader.text(a, b, f"metadata {ascii(key_text)[:80]}")
+    return key_text, value
+
+
+def _initializers(reader: WireReader, start: int, end: int, parts: FileParts) -> None:
+    total = 0
+    for number, wire, a, b in reader.fields(start, end):
+        if number != 5 or wire != WIRE_BYTES:
+            continue
+        name, dims, data_type, raw = "", [], 0, b""
+        for n2, w2, a2, b2 in reader.fields(a, b):
+            if n2 == 1 and w2 == _WIRE_VARINT:
+                dims.append(a2)
+            elif n2 == 2 and w2 == _WIRE_VARINT:
+                data_type = a2
+            elif n2 == 8 and w2 == WIRE_BYTES:
+                name = reader.text(a2, b2, "an initializer name")
+            elif n2 == 9 and w2 == WIRE_BYTES:
+                raw = reader.data[a2:b2]
+        if len(dims) > _MAX_RANK:
+            raise reader.error(f"has an initializer of rank > {_MAX_RANK}")
         elements = 1
         for dim in dims:
-            if dim >= 1 << 63:
-                raise self.error("has a tensor with a negative dimension")
             elements *= dim
-            if elements > self.limits.max_tensor_elements:
-                raise self.error(
-                    f"has a tensor of shape {dims} (more than "
-                    f"{self.limits.max_tensor_elements} elements)"
+            if elements > MAX_TENSOR_ELEMENTS:
+                raise reader.error(
+                    f"has an initializer of shape {dims} (more than {MAX_TENSOR_ELEMENTS} elements)"
                 )
-        return elements
+        total += elements
+        if total > MAX_TOTAL_ELEMENTS:
+            raise reader.error(f"declares more than {MAX_TOTAL_ELEMENTS} weight elements")
+        parts.initializers.setdefault(name, Tensor(tuple(dims), data_type, raw))
 
-    def packed(self, start: int, end: int) -> list[int]:
-        values, pos = [], start
-        while pos < end:
-            value, pos = self.varint(pos, end)
-            values.append(value)
-        return values
 
-    def value_info(self, start: int, end: int) -> tuple[str, tuple[int | None, ...]]:
-        name, dims = "", tuple[int | None, ...]()
-        for number, wire, a, b in self.fields(start, end):
-            if number == 1 and wire == WIRE_BYTES:
-                name = self.text(a, b, "an input or output name")
-            elif number == 2 and wire == WIRE_BYTES:
-                dims = self.type_dims(a, b, name)
-        return name, dims
+# --- naming the first difference -------------------------------------------------------
 
-    def type_dims(self, start: int, end: int, name: str) -> tuple[int | None, ...]:
-        dims: list[int | None] = []
-        for number, wire, a, b in self.fields(start, end):
-            if number in (4, 5, 8, 9):  # sequence, map, sparse tensor, optional
-                raise self.error(f"declares {name!r} as a non-tensor type")
-            if number != 1 or wire != WIRE_BYTES:
-                continue
-            for number2, wire2, a2, b2 in self.fields(a, b):  # TypeProto.Tensor
-                if number2 != 2 or wire2 != WIRE_BYTES:
-                    continue
-                for number3, wire3, a3, b3 in self.fields(a2, b2):  # TensorShapeProto
-                    if number3 == 1 and wire3 == WIRE_BYTES:
-                        dims.append(self.dimension(a3, b3, name))
-                        if len(dims) > self.limits.max_rank:
-                            raise self.error(
-                                f"declares {name!r} with rank > {self.limits.max_rank}"
-                            )
-        return tuple(dims)
+#: (message, field number) -> (field name, sub-message kind or None for a scalar).
+_SCHEMA: dict[str, dict[int, tuple[str, str | None]]] = {
+    "model": {
+        1: ("ir_version", None),
+        2: ("producer_name", None),
+        3: ("producer_version", None),
+        4: ("domain", None),
+        5: ("model_version", None),
+        6: ("doc_string", None),
+        7: ("graph", "graph"),
+        8: ("opset_import", "opset"),
+        14: ("metadata", "entry"),
+        20: ("training_info", None),
+        25: ("functions", None),
+    },
+    "graph": {
+        1: ("node", "node"),
+        2: ("name", None),
+        5: ("initializer", "tensor"),
+        10: ("doc_string", None),
+        11: ("input", "value_info"),
+        12: ("output", "value_info"),
+        13: ("value_info", "value_info"),
+        15: ("sparse_initializer", None),
+    },
+    "node": {
+        1: ("input", None),
+        2: ("output", None),
+        3: ("name", None),
+        4: ("op_type", None),
+        5: ("attribute", "attribute"),
+        6: ("doc_string", None),
+        7: ("domain", None),
+    },
+    "attribute": {1: ("name", None), 2: ("f", None), 3: ("i", None), 8: ("ints", None)},
+    "tensor": {1: ("dims", None), 2: ("data_type", None), 8: ("name", None), 9: ("raw_data", None)},
+    "value_info": {1: ("name", None), 2: ("type", None)},
+    "opset": {1: ("domain", None), 2: ("version", None)},
+    "entry": {1: ("key", None), 2: ("value", None)},
+}
+_TEXT_FIELDS = {
+    "producer_name",
+    "producer_version",
+    "domain",
+    "doc_string",
+    "name",
+    "input",
+    "output",
+    "op_type",
+    "key",
+    "value",
+}
+#: The field whose text labels an element in messages (a node by its op, a tensor by name).
+_LABEL = {"node": 4, "tensor": 8, "entry": 1, "value_info": 1, "attribute": 1}
 
-    def dimension(self, start: int, end: int, name: str) -> int | None:
-        for number, wire, a, _ in self.fields(start, end):
-            if number == 1 and wire == _WIRE_VARINT:
-                if a > self.limits.max_dim:
-                    raise self.error(f"declares {name!r} with a dimension of {a}")
-                return a
-        return None
+
+def first_difference(data: bytes, expected: bytes) -> str:
+    """The first place where ``data`` differs from ``expected``, in words (both must differ)."""
+    a, b = WireReader(bytes(data), "the file"), WireReader(bytes(expected), "pgdeploy's graph")
+    try:
+        found = _diff(a, (0, len(data)), b, (0, len(expected)), "model", "")
+    except ModelLoadError:
+        found = None
+    if found is None:
+        index = next(
+            (i for i, (x, y) in enumerate(zip(data, expected, strict=False)) if x != y), None
+        )
+        index = min(len(data), len(expected)) if index is None else index
+        return f"the bytes differ from pgdeploy's graph at byte {index}"
+    return found
+
+
+def _diff(
+    a: WireReader,
+    span_a: tuple[int, int],
+    b: WireReader,
+    span_b: tuple[int, int],
+    kind: str,
+    path: str,
+) -> str | None:
+    fields_a, fields_b = list(a.fields(*span_a)), list(b.fields(*span_b))
+    schema = _SCHEMA[kind]
+    counts: dict[int, int] = {}
+    for index in range(max(len(fields_a), len(fields_b))):
+        fa = fields_a[index] if index < len(fields_a) else None
+        fb = fields_b[index] if index < len(fields_b) else None
+        if fa is not None and fb is not None and _raw(a, fa) == _raw(b, fb):
+            counts[fa[0]] = counts.get(fa[0], 0) + 1
+            continue
+        if fb is None:
+            assert fa is not None
+            return f"{path}an extra {_label(a, fa, schema, counts)} that pgdeploy does not write"
+        if fa is None:
+            return f"{path}{_label(b, fb, schema, counts)} is missing"
+        if fa[0] != fb[0]:
+            return (
+                f"{path}{_label(a, fa, schema, counts)} where pgdeploy writes "
+                f"{_label(b, fb, schema, counts)}"
+            )
+        name, sub = schema.get(fa[0], (f"field {fa[0]}", None))
+        label = _label(a, fa, schema, counts)
+        if sub is not None and fa[1] == WIRE_BYTES and fb[1] == WIRE_BYTES:
+            inner = _diff(a, (fa[2], fa[3]), b, (fb[2], fb[3]), sub, f"{path}{label}: ")
+            if inner is not None:
+                return inner
+        return f"{path}{label} is {_value(a, fa, name)}, pgdeploy writes {_value(b, fb, name)}"
+    return None
+
+
+def _raw(reader: WireReader, f: tuple[int, int, int, int]) -> tuple[int, int, bytes | int]:
+    number, wire, a, b = f
+    return (number, wire, a if wire == _WIRE_VARINT else reader.data[a:b])
+
+
+def _label(
+    reader: WireReader,
+    f: tuple[int, int, int, int],
+    schema: dict[int, tuple[str, str | None]],
+    counts: dict[int, int],
+) -> str:
+    name, sub = schema.get(f[0], (f"field {f[0]}", None))
+    if sub is None or sub == "graph":
+        return name
+    label = f"{name} {counts.get(f[0], 0)}"
+    tag = _LABEL.get(sub)
+    if tag is not None and f[1] == WIRE_BYTES:
+        try:
+            for number, wire, a, b in reader.fields(f[2], f[3]):
+                if number == tag and wire == WIRE_BYTES:
+                    return f"{label} ({ascii(reader.data[a:b].decode('utf-8', 'replace'))[:60]})"
+        except ModelLoadError:
+            pass
+    return label
+
+
+def _value(reader: WireReader, f: tuple[int, int, int, int], name: str) -> str:
+    _, wire, a, b = f
+    if wire == _WIRE_VARINT:
+        return str(a)
+    if wire == WIRE_BYTES and name in _TEXT_FIELDS:
+        return ascii(reader.data[a:b].decode("utf-8", "replace"))[:80]
+    return f"{b - a} other bytes" if wire == WIRE_BYTES else "another value"

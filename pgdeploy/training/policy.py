@@ -10,7 +10,7 @@ One forward-pass definition serves training, acting and export:
 - :class:`SoftmaxPolicy` (training) = encoder with running normalisation + MLP;
   :class:`DeployablePolicy` (export, and acting through
   :class:`~pgdeploy.training.rollout.ActingNet`) is the same function with the
-  normalisation folded into the first layer.
+  statistics fixed (:func:`network_from_policy`'s numbers).
 """
 
 from __future__ import annotations
@@ -243,41 +243,44 @@ class SoftmaxPolicy(nn.Module):
 
 
 class DeployablePolicy(nn.Module):
-    """(obs, uniform) -> (probs, greedy_action, sampled_action): the exported graph.
+    """(obs, uniform) -> (probs, greedy_action, sampled_action): the exported function.
 
-    The same function as :class:`SoftmaxPolicy` with normalisation folded into the first
-    layer: the clip uses :meth:`SoftmaxPolicy.clip_range`, and ``(x - mean)/std`` moves
-    into the first Linear's weights for the continuous columns. That saves three ONNX
-    nodes (each ~0.35 us per call in onnxruntime); export verifies it against
-    :class:`SoftmaxPolicy` before writing anything. (No class-level buffer annotations here:
-    TorchScript cannot resolve them under postponed annotations.)
+    The same arithmetic as :class:`SoftmaxPolicy` and the ONNX graph: the clip of
+    :meth:`SoftmaxPolicy.clip_range`, then ``(x - mean) / std`` in float32 exactly as
+    training computes it (never folded into the first layer, where ``W / std`` and
+    ``mean / std`` cancel badly for near-constant columns), then the MLP. The statistics
+    come from :func:`network_from_policy` (left out when they are exactly 0 and 1). (No
+    class-level buffer annotations here: TorchScript cannot resolve them under postponed
+    annotations.)
     """
 
     def __init__(self, policy: SoftmaxPolicy) -> None:
         super().__init__()
-        low, high = policy.clip_range()
-        self.register_buffer("clip_low", low.detach().clone())
-        self.register_buffer("clip_high", high.detach().clone())
+        network = network_from_policy(policy)
+        self.register_buffer("clip_low", torch.from_numpy(network.clip_low))
+        self.register_buffer("clip_high", torch.from_numpy(network.clip_high))
+        self.normalize = network.obs_mean is not None
+        mean, std = network.obs_mean, network.obs_std
+        n_cont = len(network.clip_low)
+        self.register_buffer(
+            "obs_mean", torch.from_numpy(mean) if mean is not None else torch.zeros(n_cont)
+        )
+        self.register_buffer(
+            "obs_std", torch.from_numpy(std) if std is not None else torch.ones(n_cont)
+        )
         self.encoder = ObsEncoder(policy.spec.obs_layout)
         self.nvec, self.start = list(policy.nvec), list(policy.start)
-        std, mean = policy.obs_std().double(), policy.obs_mean.double()
-        layers = [_copy_module(m) for m in policy.net]
-        first = layers[0]
-        assert isinstance(first, nn.Linear)
-        n_cont = len(mean)
-        with torch.no_grad():
-            weight = first.weight.double()
-            cont = weight[:, :n_cont] / std
-            first.bias.copy_((first.bias.double() - cont @ mean).float())
-            weight[:, :n_cont] = cont
-            first.weight.copy_(weight.float())
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*[_copy_module(m) for m in policy.net])
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.normalize:
+            return self.encoder(obs, self.clip_low, self.clip_high, self.obs_mean, self.obs_std)  # type: ignore[no-any-return]
+        return self.encoder(obs, self.clip_low, self.clip_high)  # type: ignore[no-any-return]
 
     def forward(
         self, obs: torch.Tensor, uniform: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.encoder(obs, self.clip_low, self.clip_high)
-        return action_heads(self.net(x), uniform, self.nvec, self.start)
+        return action_heads(self.net(self.features(obs)), uniform, self.nvec, self.start)
 
 
 def _copy_module(module: nn.Module) -> nn.Module:
