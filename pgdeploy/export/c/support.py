@@ -83,7 +83,7 @@ def _check_network(spec: PolicySpec, network: PolicyNetwork) -> None:
             raise ModelLoadError(f"the network's {name} must be an empty float32 array")
     normalised = network.obs_mean is not None or network.obs_std is not None
     if normalised and not all(
-        np.array_equal(v, empty) for v in (network.obs_mean, network.obs_std)
+        v is not None and np.array_equal(v, empty) for v in (network.obs_mean, network.obs_std)
     ):
         raise ModelLoadError("the network normalises columns the observation does not have")
     one = np.zeros(1, np.float32)
