@@ -41,6 +41,7 @@ import numpy.typing as npt
 from pgdeploy import __version__
 from pgdeploy.errors import UnsupportedExportError
 from pgdeploy.export.c import templates
+from pgdeploy.export.c.compile import FP_FLAGS, VERIFIED_OPT_LEVELS, VERIFIED_STANDARDS
 from pgdeploy.runtime.network import PolicyNetwork
 from pgdeploy.spec import ACTION_NAME_PATTERN, FORMAT_VERSION, PolicySpec, check_env_id
 
@@ -275,8 +276,10 @@ def mlp_piece(network: PolicyNetwork) -> CPiece:
         source = target
     if len(network.layers) <= 2:
         lines.append("    (void)b;" if len(network.layers) == 2 else "    (void)a;\n    (void)b;")
-    summary = " -> ".join([*widths[:-1], widths[-1] + " logits"])
-    return CPiece("\n".join(parts), tuple(lines), f"{summary}, {activation.name}")
+    summary = " -> ".join(
+        [*(f"{w} {activation.name}" for w in widths[:-1]), f"{widths[-1]} logits"]
+    )
+    return CPiece("\n".join(parts), tuple(lines), summary)
 
 
 def heads_piece(plan: CPlan, network: PolicyNetwork) -> CPiece:
@@ -401,7 +404,13 @@ def _header(
             f"    {joined}\n}};\n"
         )
     single = len(plan.head_sizes) == 1
+    standards = [s.removeprefix("-std=") for s in VERIFIED_STANDARDS]
+    verified = (
+        f"{', '.join(standards[:-1])} and {standards[-1]}, each at "
+        f"{' and '.join(VERIFIED_OPT_LEVELS)}, all with {' '.join(FP_FLAGS)}"
+    )
     return templates.HEADER.format(
+        verified=verified,
         network=f"{encoder.summary} -> {mlp.summary} -> {heads.summary}",
         version_lit=c_string(__version__),
         format_version=c_int(FORMAT_VERSION),

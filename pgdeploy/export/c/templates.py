@@ -44,12 +44,13 @@ HEADER = """\
  *   pgdeploy_obs_finite(obs)     1 if every value is finite, else 0. Call it first: the
  *                                Python runtime rejects NaN/inf, these functions do not.
  *
- * Build: cc -std=c99 -O2 -ffp-contract=off -c policy.c (link with -lm). Export compiled
- * and verified these exact bytes under -std=c99, -std=c11 and -std=gnu17, each at -O0 and
- * -O2, all with -ffp-contract=off. Do not use -ffast-math or -Ofast (they reorder sums and
- * assume no NaN); -ffp-contract=off stops a * b + c being fused into one FMA (GCC fuses
- * by default outside ISO mode): fused code stays within float32 noise, but only unfused
- * code is what export verified.
+ * Build: cc -std=c99 -O2 -ffp-contract=off -c policy.c (link with -lm). pgdeploy's
+ * export compiles these exact bytes with a test harness and checks them against the float
+ * policy before it writes them (unless told verify=False), under
+ * {verified}.
+ * Do not use -ffast-math or -Ofast (they reorder sums and assume no NaN);
+ * -ffp-contract=off stops a * b + c being fused into one FMA (GCC fuses by default outside
+ * ISO mode): fused code stays within float32 noise, but only unfused code is verified.
  */
 #ifndef PGDEPLOY_POLICY_H
 #define PGDEPLOY_POLICY_H
