@@ -42,6 +42,7 @@ from pgdeploy import __version__
 from pgdeploy.errors import UnsupportedExportError
 from pgdeploy.export.c import templates
 from pgdeploy.export.c.compile import FP_FLAGS, VERIFIED_OPT_LEVELS, VERIFIED_STANDARDS
+from pgdeploy.export.c.support import CPlan, check_c_supported
 from pgdeploy.runtime.network import PolicyNetwork
 from pgdeploy.spec import ACTION_NAME_PATTERN, FORMAT_VERSION, PolicySpec, check_env_id
 
@@ -60,44 +61,6 @@ class CSources:
     def files(self) -> dict[str, bytes]:
         """The exact bytes that export verifies and ships, by file name."""
         return {"policy.h": self.header.encode("ascii"), "policy.c": self.source.encode("ascii")}
-
-
-@dataclass(frozen=True)
-class CPlan:
-    """How the raw observation row becomes the MLP's input, and how the logits split.
-
-    The ``continuous_columns`` of the row are clipped (and normalised) and fed in that
-    order, then one 0/1 feature per ``(onehot_columns[k], onehot_values[k])`` pair
-    (``row[column] == value``). The logits split into action heads of ``head_sizes``; a
-    head's action is its ``head_starts`` entry + the index.
-    """
-
-    obs_dim: int
-    continuous_columns: tuple[int, ...]
-    onehot_columns: tuple[int, ...] = ()
-    onehot_values: tuple[float, ...] = ()
-    head_sizes: tuple[int, ...] = ()
-    head_starts: tuple[int, ...] = ()
-
-    @classmethod
-    def from_spec(cls, spec: PolicySpec) -> CPlan:
-        layout, actions = spec.obs_layout, spec.action_layout
-        return cls(
-            obs_dim=c_count(spec.obs_dim),
-            continuous_columns=tuple(int(c) for c in layout.continuous_columns),
-            onehot_columns=tuple(int(c) for c in layout.onehot_columns),
-            onehot_values=tuple(float(v) for v in layout.onehot_values),
-            head_sizes=tuple(int(n) for n in actions.nvec),
-            head_starts=tuple(int(s) for s in actions.start),
-        )
-
-    @property
-    def is_plain_obs(self) -> bool:
-        return self.continuous_columns == tuple(range(self.obs_dim)) and not self.onehot_columns
-
-    @property
-    def n_features(self) -> int:
-        return len(self.continuous_columns) + len(self.onehot_columns)
 
 
 @dataclass(frozen=True)
@@ -308,8 +271,6 @@ def heads_piece(plan: CPlan, network: PolicyNetwork) -> CPiece:
 def c_sources(spec: PolicySpec, network: PolicyNetwork) -> CSources:
     """The header and source of the policy; :class:`UnsupportedExportError` (from
     :func:`~pgdeploy.export.c.support.check_c_supported`) when the pair does not fit."""
-    from pgdeploy.export.c.support import check_c_supported  # it builds on CPlan
-
     plan = check_c_supported(spec, network)
     return assemble(
         spec,

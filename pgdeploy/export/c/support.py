@@ -20,7 +20,6 @@ import numpy as np
 from pgdeploy import __version__
 from pgdeploy.errors import ModelLoadError, UnsupportedExportError
 from pgdeploy.export.c import templates
-from pgdeploy.export.c.source import CPlan
 from pgdeploy.runtime.network import PolicyNetwork
 from pgdeploy.spec import PolicySpec
 
@@ -39,6 +38,45 @@ SUPPORTED_SPEC_FIELDS = frozenset(
         "action_space",  # Discrete or MultiDiscrete, any start: one head each
     }
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class CPlan:
+    """How the raw observation row becomes the MLP's input, and how the logits split.
+
+    The ``continuous_columns`` of the row are clipped (and normalised) and fed in that
+    order, then one 0/1 feature per ``(onehot_columns[k], onehot_values[k])`` pair
+    (``row[column] == value``). The logits split into action heads of ``head_sizes``; a
+    head's action is its ``head_starts`` entry + the index.
+    """
+
+    obs_dim: int
+    continuous_columns: tuple[int, ...]
+    onehot_columns: tuple[int, ...] = ()
+    onehot_values: tuple[float, ...] = ()
+    head_sizes: tuple[int, ...] = ()
+    head_starts: tuple[int, ...] = ()
+
+    @classmethod
+    def from_spec(cls, spec: PolicySpec) -> CPlan:
+        layout, actions = spec.obs_layout, spec.action_layout
+        return cls(
+            obs_dim=int(spec.obs_dim),
+            continuous_columns=tuple(int(c) for c in layout.continuous_columns),
+            onehot_columns=tuple(int(c) for c in layout.onehot_columns),
+            onehot_values=tuple(float(v) for v in layout.onehot_values),
+            head_sizes=tuple(int(n) for n in actions.nvec),
+            head_starts=tuple(int(s) for s in actions.start),
+        )
+
+    @property
+    def is_plain_obs(self) -> bool:
+        return self.continuous_columns == tuple(range(self.obs_dim)) and not self.onehot_columns
+
+    @property
+    def n_features(self) -> int:
+        return len(self.continuous_columns) + len(self.onehot_columns)
+
 
 _NEUTRAL: tuple[Any, ...] = (None, False, 0, "", (), [], {})
 
