@@ -21,10 +21,11 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ STRICT_FLAGS = ("-std=c99", *WARNING_FLAGS)
 #: Flags of the documented build: optimised, no FMA contraction.
 BUILD_FLAGS = (*STRICT_FLAGS, "-O2", *FP_FLAGS)
 _COMPILERS = ("cc", "gcc", "clang")
+T = TypeVar("T")
 #: Bytes of the nonce the harness writes after its results.
 NONCE_BYTES = 16
 
@@ -283,9 +285,10 @@ def build_harnesses(
     n_actions: int,
     n_heads: int,
     builds: Sequence[Build],
-) -> Iterator[CHarness]:
-    """Write ``files`` (the exact bytes to verify) into ``folder`` and compile one harness
-    per build, in parallel (one compiler process per core), yielding each in build order.
+    then: Callable[[CHarness], T],
+) -> Iterator[T]:
+    """Write ``files`` (the exact bytes to verify) into ``folder``, compile one harness per
+    build and call ``then`` on it, builds in parallel (one per core), results in order.
 
     The harness's own object is compiled once (C99, with the header) and linked into
     every build; ``policy.c`` and ``policy.h`` are compiled under each build's flags.
@@ -298,10 +301,10 @@ def build_harnesses(
         compiler, [harness_c], folder / "harness.o", flags=(*BUILD_FLAGS, "-c"), link=False
     )
 
-    def one(build: Build) -> CHarness:
+    def one(build: Build) -> T:
         exe = folder / f"harness-{build.standard.removeprefix('-std=')}{build.opt}"
         compile_c(compiler, [folder / "policy.c", harness_o], exe, flags=build.flags)
-        return CHarness(exe, obs_dim, n_actions, n_heads, build)
+        return then(CHarness(exe, obs_dim, n_actions, n_heads, build))
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(builds), os.cpu_count() or 1))) as pool:
         yield from pool.map(one, builds)

@@ -25,6 +25,7 @@ from pgdeploy.export.c.compile import (
     FP_FLAGS,
     WARNING_FLAGS,
     Build,
+    CHarness,
     build_harnesses,
     find_compiler,
     verification_builds,
@@ -240,8 +241,16 @@ def _verify_builds(
     folder: Path,
     atol: float,
 ) -> tuple[CBuildCheck, ...]:
-    """Compile ``files`` under every verified build and compare each with the reference."""
-    harnesses = build_harnesses(
+    """Compile ``files`` under every verified build and compare each with the reference
+    (each build runs and is compared as soon as it is built, while others compile)."""
+
+    def check(harness: CHarness) -> CBuildCheck:
+        assert harness.build_info is not None
+        name = f"c ({harness.build_info.name})"
+        found = compare(name, folder / SOURCE_NAME, harness, spec, *reference.arguments)
+        return CBuildCheck(harness.build_info, found)
+
+    results = build_harnesses(
         cc,
         staging,
         files,
@@ -249,22 +258,10 @@ def _verify_builds(
         spec.n_actions,
         spec.action_layout.n_branches,
         verification_builds(),
+        then=check,
     )
-    checks = []
-    for harness in harnesses:  # each runs as soon as it is built, while others compile
-        assert harness.build_info is not None
-        check = compare(
-            f"c ({harness.build_info.name})",
-            folder / SOURCE_NAME,
-            harness,
-            spec,
-            *reference.arguments,
-        )
-        n = len(reference.obs)
-        checks.append(
-            CBuildCheck(
-                harness.build_info,
-                require_passed(check, atol=atol, n_observations=n, folder=folder),
-            )
-        )
-    return tuple(checks)
+    n = len(reference.obs)
+    return tuple(
+        CBuildCheck(r.build, require_passed(r.check, atol=atol, n_observations=n, folder=folder))
+        for r in results
+    )
