@@ -391,3 +391,38 @@ def test_harness_output_is_refused_when_the_program_prints(
     with pytest.raises(CompilerError, match="printed text it never prints"):
         export_c(exported_model / "model.pt", tmp_path, n_random=64, n_on_policy=0)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (
+            "actions[h] = head_starts[h] + inverse_cdf(",
+            "actions[h] = 7 + head_starts[h] + inverse_cdf(",
+            "action",
+        ),
+        ("probs[k] = probs[k] / sum;", "probs[k] = k == 1 ? NAN : probs[k] / sum;", "NaN"),
+    ],
+    ids=["action_out_of_range", "nan_probability"],
+)
+def test_invalid_c_outputs_fail_the_runtimes_output_check(
+    exported_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    old: str,
+    new: str,
+    message: str,
+) -> None:
+    """The harness's outputs pass the runtime's one check of outputs (actions in range,
+    no NaN anywhere) before they are compared, in every build."""
+    real = c_target.c_sources
+
+    def broken(spec: PolicySpec, network: PolicyNetwork) -> CSources:
+        sources = real(spec, network)
+        assert old in sources.source
+        return CSources(sources.header, sources.source.replace(old, new))
+
+    monkeypatch.setattr(c_target, "c_sources", broken)
+    with pytest.raises(ExportVerificationError, match=rf"gives invalid outputs: .*{message}"):
+        export_c(exported_model / "model.pt", tmp_path, n_random=256, n_on_policy=0)
+    assert list(tmp_path.iterdir()) == []

@@ -19,8 +19,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from pgdeploy._io import atomic_write_set, check_writable
-from pgdeploy.errors import ExportVerificationError
+from pgdeploy.errors import ExportVerificationError, PolicyOutputError
 from pgdeploy.export.c.compile import (
     FP_FLAGS,
     WARNING_FLAGS,
@@ -49,9 +51,11 @@ from pgdeploy.export.verify import (
     verification_observations,
 )
 from pgdeploy.runtime.network import PolicyNetwork
+from pgdeploy.runtime.output_checks import action_heads, check_batch_outputs
 from pgdeploy.spec import PolicySpec
 from pgdeploy.training.policy import SoftmaxPolicy, network_from_policy
 
+Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 HEADER_NAME = "policy.h"
 SOURCE_NAME = "policy.c"
 
@@ -244,10 +248,27 @@ def _verify_builds(
     """Compile ``files`` under every verified build and compare each with the reference
     (each build runs and is compared as soon as it is built, while others compile)."""
 
+    heads = action_heads(spec)
+
     def check(harness: CHarness) -> CBuildCheck:
         assert harness.build_info is not None
         name = f"c ({harness.build_info.name})"
-        found = compare(name, folder / SOURCE_NAME, harness, spec, *reference.arguments)
+
+        def checked(obs: torch.Tensor, uniform: torch.Tensor) -> Outputs:
+            """The harness's outputs, through the runtime's one check of outputs."""
+            outputs = harness(obs, uniform)
+            probs, greedy, sampled = (t.numpy() for t in outputs)
+            try:
+                for actions in (greedy, sampled):
+                    check_batch_outputs(actions, probs, heads)
+            except PolicyOutputError as exc:
+                raise ExportVerificationError(
+                    f"{name} export gives invalid outputs: {exc}; nothing was written "
+                    f"({folder} was left as it was)"
+                ) from exc
+            return outputs
+
+        found = compare(name, folder / SOURCE_NAME, checked, spec, *reference.arguments)
         return CBuildCheck(harness.build_info, found)
 
     results = build_harnesses(
