@@ -159,7 +159,7 @@ def encoder_piece(plan: CPlan, network: PolicyNetwork) -> CPiece:
     n_cont = len(plan.continuous_columns)
     parts = []
     lines: list[str] = []
-    steps = ["clip"]
+    steps = ["clip"] if n_cont else []
     if n_cont:
         parts += [
             float_array("pgdeploy_clip_low", network.clip_low, static=False),

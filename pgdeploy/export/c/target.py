@@ -226,8 +226,8 @@ def write_verified_c(
         check=worst.check if worst else None,
         compiler=compiler if builds else None,
         atol=atol,
-        n_random=0,
-        n_on_policy=0,
+        n_random=len(reference.obs) if builds and reference is not None else 0,
+        n_on_policy=0,  # the reference's rows, whatever their source; export_c splits them
         builds=builds,
         sha256=(
             hashlib.sha256(files[HEADER_NAME]).hexdigest(),
