@@ -236,6 +236,10 @@ def test_env_ids_that_pass_the_grammar_are_only_inside_the_literal(
     sources = c_sources(spec, network_from_policy(policy))
     for name, data in sources.files().items():
         (tmp_path / name).write_bytes(data)
+    assert CC is not None  # and the header with both literals compiles without a warning
+    for standard in VERIFIED_STANDARDS:
+        flags = (standard, "-Wall", "-Wextra", "-Werror", "-pedantic", "-c")
+        compile_c(CC, [tmp_path / "policy.c"], tmp_path / "p.o", flags=flags, link=False)
     assert f"static const char PGDEPLOY_ENV_ID[] = {c_string(env_id)};" in sources.header
     assert sources.header.count(c_string(env_id)) == 1
     code = _outside_literals(_preprocessed(tmp_path))
