@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -12,19 +13,19 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from torch import nn
 
 from pgdeploy.cli import main
 from pgdeploy.errors import CompilerError, ExportVerificationError, UnsupportedExportError
 from pgdeploy.export import export_c
-from pgdeploy.export.c.compile import STRICT_FLAGS, CHarness, compile_c, find_compiler
-from pgdeploy.export.c.source import CPlan, c_float, c_sources, c_string
+from pgdeploy.export.c.compile import STRICT_FLAGS, compile_c, find_compiler
+from pgdeploy.export.c.source import c_float, c_sources, c_string
 from pgdeploy.export.c.support import check_c_supported
+from pgdeploy.runtime.network import PolicyNetwork
 from pgdeploy.runtime.sampling import inverse_cdf
 from pgdeploy.spec import PolicySpec
 from pgdeploy.training.checkpoint import load_checkpoint
 from pgdeploy.training.config import TrainConfig
-from pgdeploy.training.policy import DeployablePolicy, build_mlp
+from pgdeploy.training.policy import network_from_policy
 
 CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 needs_cc = pytest.mark.skipif(CC is None, reason="no C compiler (cc, gcc or clang) on PATH")
@@ -33,7 +34,7 @@ N_VERIFY = 2048  # random + on-policy observations each: 4096 compared per expor
 
 @pytest.fixture(scope="module")
 def normalised_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A second model kind: obs normalisation folded into the first of three Linear layers."""
+    """A second model kind: obs normalisation, unfolded, before three Linear layers."""
     from pgdeploy.training.train import train
 
     folder = tmp_path_factory.mktemp("normalised")
@@ -56,16 +57,30 @@ def test_c_export_matches_pytorch_on_thousands_of_observations(
     assert check.n_observations == 2 * N_VERIFY
     assert check.passed and check.max_tolerance_ratio <= 1.0
     assert (check.greedy_mismatches, check.sampled_mismatches) == (0, 0)
+    assert report.verified_builds == (
+        "c99 -O0",
+        "c99 -O2",
+        "c11 -O0",
+        "c11 -O2",
+        "gnu17 -O0",
+        "gnu17 -O2",
+    )
+    assert "-ffp-contract=off" in report.verified_flags
+    assert all(b.check.passed for b in report.builds)
 
 
 @needs_cc
-def test_c_export_folds_normalisation_and_deeper_networks(
+def test_c_export_normalises_unfolded_and_deeper_networks(
     normalised_model: Path, tmp_path: Path
 ) -> None:
     report = _export(normalised_model, tmp_path)
     assert report.check.passed
     source = (tmp_path / "policy.c").read_text()
     assert "static const float w2[16]" in source  # 4 -> 16 -> 8 -> 2
+    assert "v = (v - obs_mean[i]) / obs_std[i];" in source  # not folded into w0
+    policy = load_checkpoint(normalised_model).build_policy()
+    w0 = network_from_policy(policy).layers[0][0]
+    assert f"static const float w0[64] = {{\n    {c_float(float(w0[0, 0]))}," in source
 
 
 @needs_cc
@@ -135,13 +150,14 @@ def test_a_wrong_weight_fails_verification_and_writes_nothing(
 ) -> None:
     from pgdeploy.export.c import target as c_target
 
-    def off_by_1e3(deployable: DeployablePolicy, spec: PolicySpec, plan: CPlan) -> Any:
-        with torch.no_grad():
-            deployable.net[-1].weight[0, 0] += 1e-3
-        return c_sources(deployable, spec, plan)
+    def off_by_1e3(spec: PolicySpec, network: PolicyNetwork) -> Any:
+        network.layers[-1][0][0, 0] += 1e-3
+        return c_sources(spec, network)
 
     monkeypatch.setattr(c_target, "c_sources", off_by_1e3)
-    with pytest.raises(ExportVerificationError, match=r"c export differs .*nothing was written"):
+    with pytest.raises(
+        ExportVerificationError, match=r"c \(c99 -O0\) export differs .*nothing was written"
+    ):
         _export(exported_model / "model.pt", tmp_path)
     assert list(tmp_path.iterdir()) == []
 
@@ -166,13 +182,20 @@ def test_compiler_from_cc_environment_variable(monkeypatch: pytest.MonkeyPatch) 
         find_compiler()
 
 
-def test_unsupported_layers_are_refused_by_name(exported_model: Path) -> None:
+def test_unknown_activations_heads_and_shapes_are_refused_by_name(exported_model: Path) -> None:
     policy = load_checkpoint(exported_model / "model.pt").build_policy()
-    deployable = DeployablePolicy(policy)
-    check_c_supported(policy.spec, deployable)  # the supported kind passes
-    deployable.net[1] = nn.Tanh()
-    with pytest.raises(UnsupportedExportError, match=r"layer 1 is Tanh .*ONNX target instead"):
-        check_c_supported(policy.spec, deployable)
+    network = network_from_policy(policy)
+    check_c_supported(policy.spec, network)  # the supported kind passes
+    for change, message in [
+        ({"activation": "swish"}, r"activation 'swish'.*ONNX target instead"),
+        ({"head": "gumbel"}, r"head 'gumbel' has no C form"),
+        ({"layers": network.layers[:1]}, "the last layer has 128 outputs"),
+    ]:
+        wrong = dataclasses.replace(network, **change)  # type: ignore[arg-type]
+        with pytest.raises(UnsupportedExportError, match=message):
+            check_c_supported(policy.spec, wrong)
+        with pytest.raises(UnsupportedExportError, match=message):
+            c_sources(policy.spec, wrong)
 
 
 def test_spec_fields_c_does_not_know_are_refused_by_name(exported_model: Path) -> None:
@@ -189,7 +212,7 @@ def test_spec_fields_c_does_not_know_are_refused_by_name(exported_model: Path) -
     with pytest.raises(
         UnsupportedExportError, match="'obs_encoding' = 'one_hot' is not implemented in C"
     ):
-        check_c_supported(future, DeployablePolicy(policy))
+        check_c_supported(future, network_from_policy(policy))
 
 
 @needs_cc
@@ -262,67 +285,6 @@ def test_cli_export_target_c(exported_model: Path, tmp_path: Path) -> None:
     assert result.output.startswith(f"c: {tmp_path / 'policy.h'} and {tmp_path / 'policy.c'} ")
     assert "verified on 8192 observations (4096 random, 4096 on-policy)" in result.output
     assert "action mismatches: 0 greedy, 0 sampled" in result.output
-
-
-@needs_cc
-@pytest.mark.parametrize(
-    "head_sizes, head_starts",
-    [((3,), (2,)), ((2, 3), (1, -1))],  # Discrete(3, start=2); MultiDiscrete([2, 3], [1, -1])
-)
-def test_encoded_observations_and_action_heads_match_a_torch_reference(
-    tmp_path: Path, head_sizes: tuple[int, ...], head_starts: tuple[int, ...]
-) -> None:
-    """The generator's general form: clipped columns picked out of the row, one-hot
-    (column, value) features after them, one softmax per action head, starts added."""
-    plan = CPlan(
-        obs_dim=5,
-        continuous_columns=(0, 2, 3),
-        onehot_columns=(1, 1, 1, 4, 4),
-        onehot_values=(0.0, 1.0, 2.0, 3.0, 4.0),  # Discrete(3) and Discrete(2, start=3)
-        head_sizes=head_sizes,
-        head_starts=head_starts,
-    )
-    n_actions, heads = sum(head_sizes), len(head_sizes)
-    torch.manual_seed(0)
-    module = nn.Module()
-    module.net = build_mlp(plan.n_features, (16,), n_actions)
-    module.register_buffer("clip_low", torch.tensor([-1.0, -2.0, -0.5]))
-    module.register_buffer("clip_high", torch.tensor([1.0, 0.5, 3.0]))
-    spec = PolicySpec("Encoded-v0", 5, n_actions, obs_low=(-np.inf,) * 5, obs_high=(np.inf,) * 5)
-    sources = c_sources(module, spec, plan)  # type: ignore[arg-type]
-    (tmp_path / "policy.h").write_text(sources.header)
-    (tmp_path / "policy.c").write_text(sources.source)
-    assert CC is not None
-    harness = CHarness.build(CC, tmp_path, obs_dim=5, n_actions=n_actions, n_heads=heads)
-
-    rng = np.random.default_rng(3)
-    obs = rng.normal(0, 2, size=(2000, 5)).astype(np.float32)
-    obs[:, 1] = rng.integers(-1, 4, size=2000)  # -1 and 3: outside Discrete(3), all zeros
-    obs[:, 4] = rng.integers(2, 6, size=2000)
-    uniforms = rng.random((2000, heads), dtype=np.float32)
-    probs, greedy, sampled = (
-        t.numpy().reshape(2000, -1)
-        for t in harness(torch.from_numpy(obs), torch.from_numpy(uniforms))
-    )
-
-    x = torch.from_numpy(obs)
-    clipped = torch.minimum(torch.maximum(x[:, [0, 2, 3]], module.clip_low), module.clip_high)
-    onehot = (x[:, [1, 1, 1, 4, 4]] == torch.tensor(plan.onehot_values)).float()
-    with torch.no_grad():
-        logits = module.net(torch.cat([clipped, onehot], dim=1))
-    offset = 0
-    for h, (size, start) in enumerate(zip(head_sizes, head_starts, strict=True)):
-        ref = torch.softmax(logits[:, offset : offset + size], dim=-1).numpy()
-        assert float(np.abs(probs[:, offset : offset + size] - ref).max()) <= 1e-6
-        top2 = np.sort(ref, axis=1)[:, -2:]
-        clear = top2[:, 1] - top2[:, 0] > 1e-5
-        np.testing.assert_array_equal(greedy[clear, h], ref.argmax(axis=1)[clear] + start)
-        u = uniforms[:, h]
-        clear = (np.abs(np.cumsum(ref[:, :-1], axis=1) - u[:, None]) > 1e-5).all(axis=1)
-        np.testing.assert_array_equal(sampled[clear, h], inverse_cdf(ref, u)[clear] + start)
-        assert clear.mean() > 0.95
-        assert set(np.unique(sampled[:, h])) == set(range(start, start + size))
-        offset += size
 
 
 @needs_cc
