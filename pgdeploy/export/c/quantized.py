@@ -336,9 +336,7 @@ def _c_array(ctype: str, name: str, values: npt.NDArray[np.generic], *, public: 
     flat = values.reshape(-1)
     if ctype == "float":
         items = [_c_float(float(v)) for v in flat]
-    elif ctype == "int32_t":  # INT32_MIN is never emitted (clipped at quantization)
-        items = [f"{int(v)}L" if abs(int(v)) > 32767 else str(int(v)) for v in flat]
-    else:
+    else:  # an unsuffixed decimal constant takes the first of int, long that holds it
         items = [str(int(v)) for v in flat]
     lines = [", ".join(items[i : i + 12]) for i in range(0, len(items), 12)]
     prefix = "const" if public else "static const"
@@ -368,6 +366,7 @@ def quantized_sources(spec: PolicySpec, qnet: QuantizedNetwork) -> QuantizedSour
     layout, actions = spec.obs_layout, spec.action_layout
     integer = qnet.mode == "int8-integer"
     body = _data(spec, qnet) + (_integer_code(spec, qnet) if integer else _float_code(spec, qnet))
+    body = body.replace("@BIAS@", _bias_type(qnet))
     if integer:
         body += _PUBLIC_INTEGER
     elif qnet.network.head == "softmax":
@@ -412,6 +411,12 @@ def quantized_sources(spec: PolicySpec, qnet: QuantizedNetwork) -> QuantizedSour
     return QuantizedSources(header=header, source=source)
 
 
+def _bias_type(qnet: QuantizedNetwork) -> str:
+    """int16_t when every integer bias fits (half the bytes), else int32_t."""
+    biases = [np.abs(layer.bias.astype(np.int64)).max() for layer in qnet.layers if layer.bias is not None]
+    return "int16_t" if max(biases, default=0) <= 32767 else "int32_t"
+
+
 def _data(spec: PolicySpec, qnet: QuantizedNetwork) -> str:
     layout, net = spec.obs_layout, qnet.network
     parts = []
@@ -434,7 +439,7 @@ def _data(spec: PolicySpec, qnet: QuantizedNetwork) -> str:
         if layer.scale is not None:
             parts.append(_c_array("float", f"s{i}", layer.scale))
         if layer.bias is not None:
-            parts.append(_c_array("int32_t", f"b{i}", layer.bias))
+            parts.append(_c_array(_bias_type(qnet), f"b{i}", layer.bias))
         if layer.shift is not None:
             parts.append(_c_array("unsigned char", f"k{i}", layer.shift))
     parts.append(_c_array("int", "head_sizes", np.asarray(spec.action_layout.nvec)))
@@ -617,7 +622,7 @@ static void qdense(const float *x, int n_in, const signed char *q, int n_out, fl
 
 _IDENSE = """\
 /* acc[j] = b[j] + sum_i x[i] * q[i][j], all in int32 (|acc| < 2^31 for n_in < 2^17). */
-static void idense(const signed char *x, int n_in, const signed char *q, const int32_t *b,
+static void idense(const signed char *x, int n_in, const signed char *q, const @BIAS@ *b,
                    int n_out, int32_t *acc)
 {
     int i, j;
