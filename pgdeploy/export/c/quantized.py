@@ -3,11 +3,12 @@
 Two arithmetics, chosen by ``mode``:
 
 ``int8`` (float accumulation; for cores with an FPU, e.g. Cortex-M4F)
-    Each Linear layer's weight and bias are one int8 matrix ``q`` of shape
-    ``(in + 1, out)`` (the last row is the bias, a weight on a constant 1 input),
-    quantized symmetrically per output channel: ``s_j = max|[W_j, b_j]| / 127``,
-    ``q_ij = round(W_ji / s_j)``. The C sums ``x_i * (float)q_ij`` in float32, in input
-    order, adds the bias row, and multiplies by ``s_j``. After ReLU and leaky ReLU
+    Each Linear layer's weight is an int8 matrix ``q`` of shape ``(in, out)``, quantized
+    symmetrically per output channel: ``s_j = max_i |W_ji| / 127``,
+    ``q_ij = round(W_ji / s_j)``; its bias is int16 in the same units,
+    ``round(b_j / s_j)`` (``s_j`` grows where a bias would not fit). The C sums
+    ``x_i * (float)q_ij`` in float32, in input order, adds the bias, and multiplies by
+    ``s_j``. After ReLU and leaky ReLU
     (``act(s z) = s act(z)`` for ``s > 0``) the multiplication is folded into the next
     layer's weights instead (``W' = W diag(s)``, quantized afterwards), so a hidden layer
     stores no scales at all. The observation encoding (clip, normalisation, one-hot) and
@@ -52,6 +53,8 @@ INT8_MODES = ("int8", "int8-integer")
 #: Activations through which a positive per-channel scale can move to the next layer.
 _HOMOGENEOUS = ("relu", "leaky_relu")
 _MAX_SHIFT = 30
+#: int8-integer: the encoded features' integer range (int8, as the C stores them).
+INPUT_LEVELS = 127
 
 Int8 = npt.NDArray[np.int8]
 F32 = npt.NDArray[np.float32]
@@ -59,20 +62,20 @@ F32 = npt.NDArray[np.float32]
 
 @dataclass(frozen=True)
 class QuantLayer:
-    """One Linear layer: ``q`` int8 ``(in [+ 1 bias row], out)``, and how to rescale."""
+    """One Linear layer: ``q`` int8 ``(in, out)``, its bias, and how to rescale."""
 
     q: Int8
+    #: (out,) bias in accumulator units: int16 values (int8), int32 (int8-integer).
+    bias: npt.NDArray[np.int32]
     #: int8 mode: (out,) float32 multiplier after the sum, or None (folded forward).
     #: int8-integer: None.
     scale: F32 | None
-    #: int8-integer: (out,) int32 bias in accumulator units.
-    bias: npt.NDArray[np.int32] | None = None
     #: int8-integer hidden layers: (out,) right shifts requantizing to int8.
     shift: npt.NDArray[np.uint8] | None = None
 
     @property
     def n_in(self) -> int:
-        return int(self.q.shape[0]) - (1 if self.bias is None else 0)
+        return int(self.q.shape[0])
 
     @property
     def n_out(self) -> int:
@@ -207,13 +210,15 @@ def _quantize_float_accumulation(network: PolicyNetwork) -> QuantizedNetwork:
     last = len(network.layers) - 1
     for i, (weight, bias) in enumerate(network.layers):
         w = weight.astype(np.float64) * (1.0 if carry is None else carry[None, :])
-        q, scale = _per_channel(np.concatenate([w, bias.astype(np.float64)[:, None]], axis=1))
-        if i < last and network.activation in _HOMOGENEOUS:
-            layers.append(QuantLayer(np.ascontiguousarray(q.T), None))
-            carry = scale
-        else:
-            layers.append(QuantLayer(np.ascontiguousarray(q.T), scale.astype(np.float32)))
-            carry = None
+        b = bias.astype(np.float64)
+        top = np.maximum(np.abs(w).max(axis=1) / 127.0, np.abs(b) / 32767.0)
+        scale = np.where(top > 0, top, 1.0)
+        q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+        qb = np.clip(np.rint(b / scale), -32767, 32767).astype(np.int32)
+        folded = i < last and network.activation in _HOMOGENEOUS
+        kept = None if folded else scale.astype(np.float32)
+        layers.append(QuantLayer(np.ascontiguousarray(q.T), qb, kept))
+        carry = scale if folded else None
     return QuantizedNetwork("int8", network, tuple(layers))
 
 
@@ -221,8 +226,8 @@ def _quantize_integer(network: PolicyNetwork, spec: PolicySpec, rows: F32) -> Qu
     features = encode(network, spec, rows)
     n_cont = len(spec.obs_layout.continuous_columns)
     top = np.abs(features).max(axis=0).astype(np.float64)
-    top[n_cont:] = 1.0  # one-hot features: 1 -> 127
-    sx = np.where(top > 0, top / 127.0, 1.0 / 127.0)
+    top[n_cont:] = 1.0  # one-hot features: 1 -> INPUT_LEVELS
+    sx = np.where(top > 0, top / INPUT_LEVELS, 1.0 / INPUT_LEVELS)
     multiplier = (1.0 / sx).astype(np.float32)
     carry = 1.0 / multiplier.astype(np.float64)
     qx = _quantize_input(features, multiplier)
@@ -243,27 +248,29 @@ def _quantize_integer(network: PolicyNetwork, spec: PolicySpec, rows: F32) -> Qu
         if i < last:
             peak = np.maximum(acc.max(axis=0), 1)
             shift = np.clip(np.ceil(np.log2(peak / 127.0)), 0, _MAX_SHIFT).astype(np.uint8)
-            layers.append(QuantLayer(np.ascontiguousarray(q.T), None, qb, shift))
+            layers.append(QuantLayer(np.ascontiguousarray(q.T), qb, None, shift))
             carry = scale * 2.0 ** shift.astype(np.float64)
             h = _requantize(acc, shift)
         else:
-            layers.append(QuantLayer(np.ascontiguousarray(q.T), None, qb))
+            layers.append(QuantLayer(np.ascontiguousarray(q.T), qb, None))
     return QuantizedNetwork("int8-integer", network, tuple(layers), multiplier)
 
 
 def _quantize_input(features: F32, multiplier: F32) -> npt.NDArray[np.int64]:
     """The C's input quantization, float32 step for step: x * m, clamp, round half away."""
     v = (features * multiplier).astype(np.float32)
-    v = np.minimum(np.maximum(v, np.float32(-127)), np.float32(127))
+    v = np.minimum(np.maximum(v, np.float32(-INPUT_LEVELS)), np.float32(INPUT_LEVELS))
     up = (v + np.float32(0.5)).astype(np.float32)
     down = (np.float32(0.5) - v).astype(np.float32)
-    return np.where(v >= 0, np.trunc(up), -np.trunc(down)).astype(np.int64)
+    out: npt.NDArray[np.int64] = np.where(v >= 0, np.trunc(up), -np.trunc(down)).astype(np.int64)
+    return out
 
 
 def _requantize(acc: npt.NDArray[np.int64], shift: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
     k = shift.astype(np.int64)
     half = np.where(k > 0, np.left_shift(1, np.maximum(k - 1, 0)), 0)
-    return np.minimum((np.maximum(acc, 0) + half) >> k, 127)
+    out: npt.NDArray[np.int64] = np.minimum((np.maximum(acc, 0) + half) >> k, 127)
+    return out
 
 
 def quantized_logits(qnet: QuantizedNetwork, spec: PolicySpec, obs: F32) -> F32:
@@ -277,7 +284,7 @@ def quantized_logits(qnet: QuantizedNetwork, spec: PolicySpec, obs: F32) -> F32:
         with torch.no_grad():
             for i, layer in enumerate(qnet.layers):
                 q = torch.from_numpy(layer.q.astype(np.float32))
-                h = h @ q[:-1] + q[-1]
+                h = h @ q + torch.from_numpy(layer.bias.astype(np.float32))
                 if layer.scale is not None:
                     h = h * torch.from_numpy(layer.scale)
                 if i < last:
@@ -286,7 +293,6 @@ def quantized_logits(qnet: QuantizedNetwork, spec: PolicySpec, obs: F32) -> F32:
     assert qnet.input_multiplier is not None
     hq = _quantize_input(x, qnet.input_multiplier)
     for i, layer in enumerate(qnet.layers):
-        assert layer.bias is not None
         acc = hq @ layer.q.astype(np.int64) + layer.bias.astype(np.int64)
         if i < last:
             assert layer.shift is not None
@@ -331,13 +337,13 @@ def _c_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _c_array(ctype: str, name: str, values: npt.NDArray[np.generic], *, public: bool = False) -> str:
+def _c_array(
+    ctype: str, name: str, values: npt.NDArray[np.generic], *, public: bool = False
+) -> str:
     """``[static ]const ctype name[n] = {...};``, flat row-major, 12 a line."""
     flat = values.reshape(-1)
-    if ctype == "float":
-        items = [_c_float(float(v)) for v in flat]
-    else:  # an unsuffixed decimal constant takes the first of int, long that holds it
-        items = [str(int(v)) for v in flat]
+    # An unsuffixed decimal constant takes the first of int, long that holds its value.
+    items = [_c_float(float(v)) if ctype == "float" else str(int(v)) for v in flat]
     lines = [", ".join(items[i : i + 12]) for i in range(0, len(items), 12)]
     prefix = "const" if public else "static const"
     return f"{prefix} {ctype} {name}[{len(items)}] = {{\n    " + ",\n    ".join(lines) + "\n};\n"
@@ -401,9 +407,10 @@ def quantized_sources(spec: PolicySpec, qnet: QuantizedNetwork) -> QuantizedSour
         + _HEADER_END
     )
     source = (
-        "/* policy.c: an int8 policy written by pgdeploy; see policy.h. Generated: do not edit. */\n"
+        "/* policy.c: an int8 policy written by pgdeploy; see policy.h. Generated: "
+        "do not edit. */\n"
         '#include "policy.h"\n'
-        + ("#include <stdint.h>\n" if integer else "#include <math.h>\n")
+        + ("#include <stdint.h>\n" if integer else "#include <math.h>\n#include <stdint.h>\n")
         + f"\n#if PGDEPLOY_MODEL_HASH != 0x{model_hash:08x}UL\n"
         '#error "policy.h and policy.c come from different exports: copy both from one export"\n'
         "#endif\n\n" + body
@@ -413,7 +420,7 @@ def quantized_sources(spec: PolicySpec, qnet: QuantizedNetwork) -> QuantizedSour
 
 def _bias_type(qnet: QuantizedNetwork) -> str:
     """int16_t when every integer bias fits (half the bytes), else int32_t."""
-    biases = [np.abs(layer.bias.astype(np.int64)).max() for layer in qnet.layers if layer.bias is not None]
+    biases = [np.abs(layer.bias.astype(np.int64)).max() for layer in qnet.layers]
     return "int16_t" if max(biases, default=0) <= 32767 else "int32_t"
 
 
@@ -438,8 +445,7 @@ def _data(spec: PolicySpec, qnet: QuantizedNetwork) -> str:
         parts.append(_c_array("signed char", f"q{i}", layer.q))
         if layer.scale is not None:
             parts.append(_c_array("float", f"s{i}", layer.scale))
-        if layer.bias is not None:
-            parts.append(_c_array(_bias_type(qnet), f"b{i}", layer.bias))
+        parts.append(_c_array(_bias_type(qnet), f"b{i}", layer.bias))
         if layer.shift is not None:
             parts.append(_c_array("unsigned char", f"k{i}", layer.shift))
     parts.append(_c_array("int", "head_sizes", np.asarray(spec.action_layout.nvec)))
@@ -496,7 +502,7 @@ def _float_code(spec: PolicySpec, qnet: QuantizedNetwork) -> str:
     source, last = "x", len(qnet.layers) - 1
     for i, layer in enumerate(qnet.layers):
         target = "logits" if i == last else ("a" if i % 2 == 0 else "b")
-        lines.append(f"    qdense({source}, {layer.n_in}, q{i}, {layer.n_out}, {target});")
+        lines.append(f"    qdense({source}, {layer.n_in}, q{i}, b{i}, {layer.n_out}, {target});")
         if layer.scale is not None or i < last:
             lines.append(f"    for (i = 0; i < {layer.n_out}; ++i) {{")
             value = f"{target}[i] * s{i}[i]" if layer.scale is not None else f"{target}[i]"
@@ -540,8 +546,8 @@ def _integer_code(spec: PolicySpec, qnet: QuantizedNetwork) -> str:
 
 _MODE_NOTE = {
     "int8": (
-        " * Arithmetic (--quantize int8): int8 weights, symmetric per output channel, the bias\n"
-        " * as an int8 row on a constant 1 input; float32 activations and float32 accumulation\n"
+        " * Arithmetic (--quantize int8): int8 weights, symmetric per output channel, an int16\n"
+        " * bias in the same units; float32 activations and float32 accumulation\n"
         " * in input order, then the channel's scale (folded into the next layer after ReLU).\n"
         " * The encoder (clip, normalisation, one-hot) and the heads are float32 as in the\n"
         " * float target. Needs <math.h> (expf for softmax and some activations).\n"
@@ -600,8 +606,9 @@ _HEADER_END = """
 """
 
 _QDENSE = """\
-/* y[j] = sum_i x[i] * q[i][j] in float, in input order, then + q[n_in][j] (the bias row). */
-static void qdense(const float *x, int n_in, const signed char *q, int n_out, float *y)
+/* y[j] = sum_i x[i] * q[i][j] in float, in input order, then + b[j]. */
+static void qdense(const float *x, int n_in, const signed char *q, const @BIAS@ *b, int n_out,
+                   float *y)
 {
     int i, j;
     for (j = 0; j < n_out; ++j) {
@@ -615,7 +622,7 @@ static void qdense(const float *x, int n_in, const signed char *q, int n_out, fl
         }
     }
     for (j = 0; j < n_out; ++j) {
-        y[j] += (float)q[n_in * n_out + j];
+        y[j] += (float)b[j];
     }
 }
 """
