@@ -70,7 +70,9 @@ def report(model: Path, trust: bool) -> None:
                 dp = f"{r.check.max_abs_diff:.1e}"
                 returns = "-"
             else:
-                on = "n/a" if q.agreement_on_policy is None else f"{100 * q.agreement_on_policy:.2f}"
+                on = (
+                    "n/a" if q.agreement_on_policy is None else f"{100 * q.agreement_on_policy:.2f}"
+                )
                 agreement = f"{100 * q.agreement_random:.2f} / {on} %"
                 dp = f"{q.max_abs_dp:.3g}"
                 returns = (

@@ -11,7 +11,9 @@ Two arithmetics, chosen by ``mode``:
     ``s_j``. After ReLU and leaky ReLU
     (``act(s z) = s act(z)`` for ``s > 0``) the multiplication is folded into the next
     layer's weights instead (``W' = W diag(s)``, quantized afterwards), so a hidden layer
-    stores no scales at all. The observation encoding (clip, normalisation, one-hot) and
+    stores no scales at all; but that requantizes the next layer coarsely where the
+    ``s_j`` differ a lot, so :func:`quantize` folds only where calibration observations
+    show no loss of agreement. The observation encoding (clip, normalisation, one-hot) and
     the heads (softmax with ``expf``, or argmax) stay float32, as in the float target.
 
 ``int8-integer`` (int32 accumulation; for FPU-less cores, e.g. Cortex-M0)
@@ -193,18 +195,32 @@ def quantize(
 ) -> QuantizedNetwork:
     """The int8 form of ``network`` (see the module docstring for both arithmetics).
 
-    ``calibration`` (raw observation rows) sets the integer path's activation scales; it
-    is required for ``int8-integer`` and unused for ``int8``.
+    ``calibration`` (raw observation rows) sets the integer path's activation scales (it
+    is required for ``int8-integer``). For ``int8`` it decides whether the hidden scales
+    are folded through ReLU (fewer bytes): only where the folded network's greedy actions
+    agree with the float network's on it at least as often as the unfolded one's; without
+    calibration rows nothing is folded.
     """
     check_quantizable(network, mode)
     if mode == "int8":
-        return _quantize_float_accumulation(network)
+        kept = _quantize_float_accumulation(network, fold=False)
+        if calibration is None or len(calibration) == 0 or network.activation not in _HOMOGENEOUS:
+            return kept
+        folded = _quantize_float_accumulation(network, fold=True)
+        rows = np.asarray(calibration, np.float32)
+        want = greedy_indices(float_logits(network, spec, rows), spec)
+
+        def agreement(qnet: QuantizedNetwork) -> float:
+            got = greedy_indices(quantized_logits(qnet, spec, rows), spec)
+            return float((got == want).all(axis=1).mean())
+
+        return folded if agreement(folded) >= agreement(kept) else kept
     if calibration is None or len(calibration) == 0:
         raise UnsupportedExportError("--quantize int8-integer needs calibration observations")
     return _quantize_integer(network, spec, np.asarray(calibration, np.float32))
 
 
-def _quantize_float_accumulation(network: PolicyNetwork) -> QuantizedNetwork:
+def _quantize_float_accumulation(network: PolicyNetwork, *, fold: bool) -> QuantizedNetwork:
     layers = []
     carry: npt.NDArray[np.float64] | None = None  # per-input scale from the previous layer
     last = len(network.layers) - 1
@@ -215,7 +231,7 @@ def _quantize_float_accumulation(network: PolicyNetwork) -> QuantizedNetwork:
         scale = np.where(top > 0, top, 1.0)
         q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
         qb = np.clip(np.rint(b / scale), -32767, 32767).astype(np.int32)
-        folded = i < last and network.activation in _HOMOGENEOUS
+        folded = fold and i < last and network.activation in _HOMOGENEOUS
         kept = None if folded else scale.astype(np.float32)
         layers.append(QuantLayer(np.ascontiguousarray(q.T), qb, kept))
         carry = scale if folded else None
@@ -548,7 +564,8 @@ _MODE_NOTE = {
     "int8": (
         " * Arithmetic (--quantize int8): int8 weights, symmetric per output channel, an int16\n"
         " * bias in the same units; float32 activations and float32 accumulation\n"
-        " * in input order, then the channel's scale (folded into the next layer after ReLU).\n"
+        " * in input order, then the channel's scale (after ReLU folded into the next\n"
+        " * layer where calibration showed that costs no agreement).\n"
         " * The encoder (clip, normalisation, one-hot) and the heads are float32 as in the\n"
         " * float target. Needs <math.h> (expf for softmax and some activations).\n"
     ),

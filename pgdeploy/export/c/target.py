@@ -131,7 +131,7 @@ def export_c(
         network = network_from_policy(policy)
         network.check(checkpoint.spec)
         calibration = None
-        if quantize == "int8-integer":  # activation ranges, from other rows than verified
+        if verify or quantize == "int8-integer":  # scales from rows other than verified
             calibration = verification_observations(
                 policy, n_random=2048, n_on_policy=2048, seed=seed + 1, env_id=plan.env_id
             )
