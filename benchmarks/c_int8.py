@@ -56,7 +56,10 @@ def report(model: Path, trust: bool) -> None:
     checkpoint = load_checkpoint(model)
     spec = checkpoint.spec
     policy = checkpoint.build_policy()
-    obs = verification_observations(policy, n_random=4096, n_on_policy=4096, seed=0)
+    env_id = spec.env_id if trust else None
+    obs = verification_observations(
+        policy, n_random=4096, n_on_policy=4096, seed=0, env_id=env_id
+    )
     print(f"\n### {spec.env_id} ({model})\n")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

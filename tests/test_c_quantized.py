@@ -240,7 +240,7 @@ def _shipped_network() -> PolicyNetwork:
 
 @needs_cc
 def test_below_the_agreement_threshold_nothing_is_written(tmp_path: Path) -> None:
-    with pytest.raises(ExportVerificationError, match="below the required 100.00 %"):
+    with pytest.raises(ExportVerificationError, match=r"below the required 100\.00 %"):
         export_c(
             SHIPPED,
             tmp_path,
