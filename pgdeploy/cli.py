@@ -263,6 +263,11 @@ def _given(ctx: click.Context, name: str) -> bool:
     )
 
 
+def _echo_footprint(footprint: Any) -> None:
+    if footprint is not None:
+        click.echo(f"footprint of policy.o, {footprint.describe()}")
+
+
 @main.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option(
@@ -340,8 +345,6 @@ def export(
         )
         for notice in c_report.notices:
             click.echo(f"notice: {notice}", err=True)
-        if c_report.footprint is not None:
-            click.echo(f"footprint of policy.o, {c_report.footprint.describe()}")
         if c_report.quantization is not None:
             click.echo(
                 f"c: {c_report.header} and {c_report.source} compiled with "
@@ -349,6 +352,7 @@ def export(
                 f"{c_report.n_random} random and {c_report.n_on_policy} on-policy observations; "
                 + c_report.quantization.describe()
             )
+            _echo_footprint(c_report.footprint)
             return
         c_check = c_report.check
         assert c_check is not None  # export_c verifies unless told not to
@@ -360,6 +364,7 @@ def export(
             f"{c_check.greedy_mismatches} greedy, "
             f"{c_check.sampled_mismatches} sampled"
         )
+        _echo_footprint(c_report.footprint)
         return
     from pgdeploy.export.progress import ExportProgress
 
