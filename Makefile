@@ -11,7 +11,7 @@ DEMO_DIR ?= runs/demo
 # Where tests/test_docs.py finds onnxruntime-node for the JavaScript snippet.
 PGDEPLOY_NODE_CACHE ?= $(HOME)/.cache/pgdeploy/node
 
-.PHONY: install demo test check test-slow lint docs docs-js bench-train bench-runtime bench-c bench-pipeline fuzz model clean c-example
+.PHONY: install demo test check test-slow lint docs docs-js bench-train bench-runtime bench-c bench-pipeline fuzz model clean c-example c-footprint bench-c-int8
 
 install: $(VENV)/.installed
 
@@ -66,11 +66,36 @@ bench-pipeline: install
 C_EXAMPLE_DIR ?= runs/c_cartpole
 CC ?= cc
 C_EXAMPLE_FLAGS := -std=c99 -Wall -Wextra -Werror -pedantic -O2 -ffp-contract=off
+# Built twice: float32 and int8 (--quantize int8, verified against the float policy).
 c-example: install
 	$(PGDEPLOY) export models/CartPole-v1/model.pt --target c --out-dir $(C_EXAMPLE_DIR)
 	$(CC) $(C_EXAMPLE_FLAGS) -I$(C_EXAMPLE_DIR) examples/c_cartpole/cartpole.c \
 		$(C_EXAMPLE_DIR)/policy.c -lm -o $(C_EXAMPLE_DIR)/cartpole
-	$(C_EXAMPLE_DIR)/cartpole 100 0
+	$(PGDEPLOY) export models/CartPole-v1/model.pt --target c --quantize int8 \
+		--out-dir $(C_EXAMPLE_DIR)/int8
+	$(CC) $(C_EXAMPLE_FLAGS) -I$(C_EXAMPLE_DIR)/int8 examples/c_cartpole/cartpole.c \
+		$(C_EXAMPLE_DIR)/int8/policy.c -lm -o $(C_EXAMPLE_DIR)/cartpole-int8
+	@echo "float32:" && $(C_EXAMPLE_DIR)/cartpole 100 0 | tail -1
+	@echo "int8:" && $(C_EXAMPLE_DIR)/cartpole-int8 100 0 | tail -1
+
+# policy.o of the shipped model for a Cortex-M4F (arm-none-eabi-gcc, Debian:
+# gcc-arm-none-eabi libnewlib-arm-none-eabi), float32 and int8, and their sizes.
+C_FOOTPRINT_DIR ?= runs/c_footprint
+M4_FLAGS := -std=c99 -ffp-contract=off -mcpu=cortex-m4 -mthumb -mfloat-abi=hard \
+	-mfpu=fpv4-sp-d16 -Os -fstack-usage
+c-footprint: install
+	$(PGDEPLOY) export models/CartPole-v1/model.pt --target c --out-dir $(C_FOOTPRINT_DIR)/float32
+	$(PGDEPLOY) export models/CartPole-v1/model.pt --target c --quantize int8 \
+		--out-dir $(C_FOOTPRINT_DIR)/int8
+	for q in float32 int8; do \
+		arm-none-eabi-gcc $(M4_FLAGS) -c $(C_FOOTPRINT_DIR)/$$q/policy.c \
+			-o $(C_FOOTPRINT_DIR)/$$q/policy.o && \
+		arm-none-eabi-size -A $(C_FOOTPRINT_DIR)/$$q/policy.o | grep -E '^[.](text|rodata|data|bss) '; \
+	done
+	cat $(C_FOOTPRINT_DIR)/*/policy.su
+
+bench-c-int8: install
+	$(PY) benchmarks/c_int8.py models/CartPole-v1/model.pt
 
 bench-c: install
 	$(PY) benchmarks/c_latency.py models/CartPole-v1/model.pt

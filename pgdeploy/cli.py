@@ -263,6 +263,11 @@ def _given(ctx: click.Context, name: str) -> bool:
     )
 
 
+def _echo_footprint(footprint: Any) -> None:
+    if footprint is not None:
+        click.echo(f"footprint of policy.o, {footprint.describe()}")
+
+
 @main.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option(
@@ -292,6 +297,23 @@ def _given(ctx: click.Context, name: str) -> bool:
     default=None,
     help="Env for on-policy verification.  [default: the checkpoint's, if registered]",
 )
+@click.option(
+    "--quantize",
+    type=click.Choice(["float32", "int8", "int8-integer"]),
+    default="float32",
+    show_default=True,
+    help="C target only. int8: int8 weights, float accumulation (cores with an FPU); "
+    "int8-integer: int8 weights and activations, int32 accumulation, greedy actions only "
+    "(FPU-less cores). Verified by greedy agreement with the float policy.",
+)
+@click.option(
+    "--min-agreement",
+    default=0.995,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="int8 C: the least share of random and of on-policy observations on which its "
+    "greedy action must equal the float policy's.",
+)
 @_TRUST_ENV_MODULE
 def export(
     checkpoint: Path,
@@ -299,20 +321,39 @@ def export(
     atol: float,
     target: str,
     env_id: str | None,
+    quantize: str,
+    min_agreement: float,
     trust_env_module: bool,
 ) -> None:
     """Export CHECKPOINT (model.pt) to model.onnx + model.torchscript.pt (or C), verified first."""
     from pgdeploy.training.checkpoint_file import checkpoint_file
 
     checkpoint_file(checkpoint)  # a wrong path fails now, not after torch's import
+    if quantize != "float32" and target != "c":
+        raise click.UsageError("--quantize needs --target c")
     if target == "c":
         from pgdeploy.export import export_c
 
         c_report = export_c(
-            checkpoint, out_dir, atol=atol, env_id=env_id, trust_env_module=trust_env_module
+            checkpoint,
+            out_dir,
+            atol=atol,
+            env_id=env_id,
+            trust_env_module=trust_env_module,
+            quantize=quantize,
+            min_agreement=min_agreement,
         )
         for notice in c_report.notices:
             click.echo(f"notice: {notice}", err=True)
+        if c_report.quantization is not None:
+            click.echo(
+                f"c: {c_report.header} and {c_report.source} compiled with "
+                f"{c_report.compiler} and verified against the float policy on "
+                f"{c_report.n_random} random and {c_report.n_on_policy} on-policy observations; "
+                + c_report.quantization.describe()
+            )
+            _echo_footprint(c_report.footprint)
+            return
         c_check = c_report.check
         assert c_check is not None  # export_c verifies unless told not to
         click.echo(
@@ -323,6 +364,7 @@ def export(
             f"{c_check.greedy_mismatches} greedy, "
             f"{c_check.sampled_mismatches} sampled"
         )
+        _echo_footprint(c_report.footprint)
         return
     from pgdeploy.export.progress import ExportProgress
 

@@ -12,17 +12,24 @@ written under the final names, as one set; otherwise nothing is left under those
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from pgdeploy._io import atomic_write_set, check_writable
-from pgdeploy.errors import ExportVerificationError, PolicyOutputError
+from pgdeploy._io import atomic_write_set, atomic_write_text, check_writable
+from pgdeploy.errors import (
+    CompilerError,
+    ExportVerificationError,
+    InvalidArgumentError,
+    PolicyOutputError,
+)
 from pgdeploy.export.c.compile import (
     FP_FLAGS,
     WARNING_FLAGS,
@@ -31,6 +38,15 @@ from pgdeploy.export.c.compile import (
     build_harnesses,
     find_compiler,
     verification_builds,
+)
+from pgdeploy.export.c.footprint import Footprint, measure
+from pgdeploy.export.c.quantized import QUANTIZE_MODES, QuantizedNetwork, quantized_sources
+from pgdeploy.export.c.quantized import quantize as quantize_network
+from pgdeploy.export.c.quantized_check import (
+    DEFAULT_MIN_AGREEMENT,
+    QuantizationCheck,
+    check_min_agreement,
+    verify_quantized,
 )
 from pgdeploy.export.c.source import CSources, c_sources
 from pgdeploy.export.exporter import (
@@ -87,6 +103,12 @@ class CExportReport:
     #: SHA-256 of the shipped ``policy.h`` and ``policy.c`` bytes (the verified ones).
     sha256: tuple[str, str] = ("", "")
 
+    quantize: str = "float32"
+    #: int8 modes: agreement with the float policy (``check`` is then None).
+    quantization: QuantizationCheck | None = None
+    #: flash/RAM of policy.o (Cortex-M4F when arm-none-eabi-gcc is present, else host).
+    footprint: Footprint | None = None
+
     @property
     def verified_builds(self) -> tuple[str, ...]:
         """The builds the shipped bytes were verified under, e.g. ``"c11 -O2"``."""
@@ -111,6 +133,9 @@ def export_c(
     seed: int = 0,
     env_id: str | None = None,
     trust_env_module: bool = False,
+    quantize: str = "float32",
+    min_agreement: float = DEFAULT_MIN_AGREEMENT,
+    episodes: int = 100,
 ) -> CExportReport:
     """Write ``policy.h`` and ``policy.c`` beside the checkpoint (or in ``out_dir``).
 
@@ -119,8 +144,18 @@ def export_c(
     policy C cannot represent, :class:`CompilerError` when verification needs a compiler
     and none is found (or a build fails), :class:`ExportVerificationError` when the C
     disagrees with the float policy under any verified build.
+
+    ``quantize="int8"`` or ``"int8-integer"`` writes int8 C
+    (:mod:`pgdeploy.export.c.quantized`), verified by its greedy agreement with the float
+    policy (at least ``min_agreement`` on random and on on-policy observations) and, where
+    the env can be made, by ``episodes`` greedy episodes of each.
     """
     check_atol(atol)
+    if quantize not in QUANTIZE_MODES:
+        raise InvalidArgumentError(
+            f"quantize must be one of {list(QUANTIZE_MODES)}, got {quantize!r}"
+        )
+    min_agreement = check_min_agreement(min_agreement)
     checkpoint = load_exportable(checkpoint_path)
     policy = checkpoint.build_policy()
     plan = plan_verification(
@@ -130,13 +165,120 @@ def export_c(
         n_random=n_random,
         n_on_policy=n_on_policy,
     )
-    return export_policy_c(
+    folder = output_folder(checkpoint_path, out_dir)
+    if quantize != "float32":
+        return _export_quantized(
+            policy, folder, plan, quantize, min_agreement, episodes, verify, compiler, seed
+        )
+    report = export_policy_c(
+        policy, folder, plan=plan, verify=verify, compiler=compiler, atol=atol, seed=seed
+    )
+    footprint, notices = _footprint(report.source)
+    return dataclasses.replace(report, footprint=footprint, notices=report.notices + notices)
+
+
+def _footprint(source: Path) -> tuple[Footprint | None, tuple[str, ...]]:
+    """The written policy.o's size, or a notice saying why there is none."""
+    try:
+        return measure(source), ()
+    except CompilerError as exc:
+        return None, (f"no footprint: {exc}",)
+
+
+def _export_quantized(
+    policy: SoftmaxPolicy,
+    folder: Path,
+    plan: VerificationPlan,
+    quantize: str,
+    min_agreement: float,
+    episodes: int,
+    verify: bool,
+    compiler: str | None,
+    seed: int,
+) -> CExportReport:
+    """int8 C for ``policy``: quantized from its network (scales calibrated on rows other
+    than the verified ones), verified by greedy agreement, then written as one set."""
+    spec = policy.spec
+    network = network_from_policy(policy)
+    network.check(spec)
+    c_sources(spec, network)  # the float target's refusals (strings, layouts) apply too
+    calibration = None
+    if verify or quantize == "int8-integer":
+        calibration = verification_observations(
+            policy, n_random=2048, n_on_policy=2048, seed=seed + 1, env_id=plan.env_id
+        )
+    qnet = quantize_network(network, spec, quantize, calibration)
+    sources = quantized_sources(spec, qnet)
+    cc = find_compiler(compiler) if verify else None
+    check_writable(folder, (HEADER_NAME, SOURCE_NAME))
+    qcheck = None
+    if cc is not None:
+        staging = Path(tempfile.mkdtemp(dir=folder, prefix=".pgdeploy-c-"))
+        try:
+            atomic_write_text(staging / HEADER_NAME, sources.header)
+            atomic_write_text(staging / SOURCE_NAME, sources.source)
+            qcheck = _verify_quantized(
+                cc, staging, policy, qnet, plan, min_agreement, episodes, seed
+            )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    atomic_write_set(
+        {
+            folder / HEADER_NAME: sources.header.encode("ascii"),
+            folder / SOURCE_NAME: sources.source.encode("ascii"),
+        }
+    )
+    footprint, notices = _footprint(folder / SOURCE_NAME)
+    return CExportReport(
+        header=folder / HEADER_NAME,
+        source=folder / SOURCE_NAME,
+        check=None,
+        compiler=cc,
+        atol=DEFAULT_ATOL,
+        n_random=plan.n_random,
+        n_on_policy=plan.n_on_policy,
+        notices=plan.notices + notices,
+        quantize=quantize,
+        quantization=qcheck,
+        footprint=footprint,
+    )
+
+
+def _verify_quantized(
+    cc: str,
+    staging: Path,
+    policy: SoftmaxPolicy,
+    qnet: QuantizedNetwork,
+    plan: VerificationPlan,
+    min_agreement: float,
+    episodes: int,
+    seed: int,
+) -> QuantizationCheck:
+    """The int8 C's greedy agreement with the float policy (and returns, env permitting)."""
+    from pgdeploy.envs.making import make_env_from_file
+
+    obs = verification_observations(
         policy,
-        output_folder(checkpoint_path, out_dir),
-        plan=plan,
-        verify=verify,
-        compiler=compiler,
-        atol=atol,
+        n_random=plan.n_random,
+        n_on_policy=plan.n_on_policy,
+        seed=seed,
+        env_id=plan.env_id,
+    )
+    env_id = plan.env_id
+
+    def env_factory() -> Any:
+        return make_env_from_file(policy.spec.env_id, source="the checkpoint", user_env_id=env_id)
+
+    return verify_quantized(
+        staging,
+        cc,
+        qnet,
+        policy.spec,
+        obs,
+        plan.n_random,
+        min_agreement=min_agreement,
+        episodes=episodes,
+        env_factory=env_factory if env_id is not None else None,
         seed=seed,
     )
 
