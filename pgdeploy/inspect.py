@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pgdeploy._optional import require
+from pgdeploy._process import escape_text
 from pgdeploy.errors import ModelLoadError
 
 #: Metadata record of a TorchScript archive larger than this is refused unread.
@@ -175,4 +176,4 @@ def format_text(info: dict[str, Any]) -> str:
             lines.append(f"{key[:-1]} {item['name']}: {item['type']} {item['shape']}")
     if "parameters" in info:
         lines.append("parameters: " + ", ".join(f"{k}{v}" for k, v in info["parameters"].items()))
-    return "\n".join(lines)
+    return "\n".join(escape_text(line) for line in lines)  # every value from the file, escaped
