@@ -45,7 +45,7 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             _interrupted()
         except Exception as exc:  # a bug: one line here, the traceback in a file
-            command = " ".join(["pgdeploy", *ctx.protected_args[:1]])
+            command = f"pgdeploy {ctx.invoked_subcommand or ''}".strip()
             where = save_traceback(exc)
             click.echo(
                 f"Error: internal error in '{command}' ({type(exc).__name__}); the full "
