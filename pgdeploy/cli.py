@@ -6,11 +6,8 @@ report the library renders. Exit codes: 0 done, 1 a refusal (one line), 2 a bad 
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import types
 import typing
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ import click
 from pgdeploy import __version__
 from pgdeploy._process import claim_process, exit_now, one_line, save_traceback
 from pgdeploy.errors import PgdeployError
+from pgdeploy.training.command import IntList, Kwargs, config_options
 
 EXIT_INTERNAL = 70  #: EX_SOFTWARE: a bug in pgdeploy, not a bad input.
 EXIT_INTERRUPTED = 130  #: 128 + SIGINT.
@@ -76,87 +74,6 @@ def _say(text: str, *, err: bool = False) -> None:
         click.echo(one_line(line), err=err)
 
 
-class IntList(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
-    """Comma-separated positive integers (``64,64``)."""
-
-    name = "N[,N...]"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:
-        if isinstance(value, tuple):
-            return value
-        try:
-            numbers = tuple(int(part) for part in str(value).split(","))
-        except ValueError:
-            self.fail(f"expected comma-separated integers, got {value!a}", param, ctx)
-        if any(n < 1 for n in numbers):
-            self.fail(f"every value must be >= 1, got {value!a}", param, ctx)
-        return numbers
-
-
-class Kwargs(click.ParamType):  # type: ignore[type-arg]
-    """Env keyword arguments: a JSON object, or ``key=value,key=value`` (values read as JSON
-    where they parse, else as strings)."""
-
-    name = "JSON|K=V[,K=V...]"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> dict[str, Any]:
-        from pgdeploy.spec import check_env_kwargs
-
-        if isinstance(value, dict):
-            return value
-        text = str(value).strip()
-        try:
-            pairs = json.loads(text) if text.startswith("{") else dict(_pairs(text))
-            return check_env_kwargs(pairs)
-        except (ValueError, PgdeployError) as exc:
-            self.fail(f"expected a JSON object or key=value pairs: {one_line(exc)}", param, ctx)
-
-
-def _pairs(text: str) -> typing.Iterator[tuple[str, Any]]:
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"{item!a} has no '='")
-        try:
-            yield key.strip(), json.loads(raw)
-        except ValueError:
-            yield key.strip(), raw.strip()
-
-
-ENV_OPTIONS: dict[str, dict[str, Any]] = {
-    "env_kwargs": dict(type=Kwargs(), default=None, help="Env constructor keywords."),
-    "wrapper": dict(default=None, help="module:callable wrapping each env."),
-}
-
-
-def _option(field: Any) -> Callable[[Any], Any]:
-    """One train flag per TrainConfig field, so a new field needs no CLI edit."""
-    kind, args = typing.get_origin(field.type), typing.get_args(field.type)
-    decls = [field.flag, *(["--env"] if field.name == "env_id" else [])]
-    kw: dict[str, Any] = {"default": field.default, "show_default": True, "help": field.help}
-    if field.type is bool:
-        decls = [f"{field.flag}/--no-{field.flag[2:]}"]
-    elif kind is typing.Literal:
-        kw["type"] = click.Choice([str(a) for a in args])
-    elif kind is tuple:
-        kw.update(default=",".join(map(str, field.default)), type=IntList())
-    elif kind in (typing.Union, types.UnionType):
-        kw.update(type=next(a for a in args if a is not type(None)), show_default=field.none_is)
-    elif field.name in ENV_OPTIONS:
-        kw.update(ENV_OPTIONS[field.name], show_default=False)
-    else:
-        kw["type"] = field.type
-    return click.option(*decls, field.name, **kw)
-
-
-def _config_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    from pgdeploy.training.config_files import config_fields
-
-    for field in reversed(config_fields()):
-        command = _option(field)(command)
-    return command
-
-
 TRUST = click.option(
     "--trust-env-module", is_flag=True, help="Let a module:EnvId read from a file be imported."
 )
@@ -167,6 +84,9 @@ OOB = click.option(
     show_default=True,
     help="An observation outside the model's space: refuse it, or clip it into the space.",
 )
+SOURCE = click.core.ParameterSource
+POSITIVE = click.IntRange(min=1)
+ABOVE_0 = click.FloatRange(min=0, min_open=True)
 PATH = click.Path(path_type=Path)
 FOLDER = click.Path(file_okay=False, path_type=Path)
 
@@ -178,7 +98,7 @@ def main() -> None:
 
 
 @main.command()
-@_config_options
+@config_options
 @click.option("--config", "config_file", type=PATH, help="TOML/YAML/JSON of fields; flags win.")
 @click.option("--preset/--no-preset", default=True, help="Start from the env's preset.")
 @click.option("--out", "out_dir", type=FOLDER, help="Run folder.  [default: runs/<env>-NNN]")
@@ -196,71 +116,26 @@ def train(ctx: click.Context, /, **options: Any) -> None:
     Precedence, lowest first: defaults, the env's preset, --config, flags. Ctrl-C saves.
     """
     from pgdeploy.envs.making import allow_local_modules
+    from pgdeploy.training.command import train_from_flags
     from pgdeploy.training.config_files import config_fields
-    from pgdeploy.training.run import outcome_line, resolve_config, run_training
 
     fields = {f.name for f in config_fields()}
     given = {k: v for k, v in options.items() if k in fields and _given(ctx, k)}
     allow_local_modules(given.get("env_id"), given.get("wrapper"))
-    opts = {k: v for k, v in options.items() if k not in fields}
-    resolved = resolve_config(
-        given,
-        config_file=opts["config_file"],
-        resume=opts["resume_path"],
-        use_preset=opts["preset"],
-        trust_env_module=opts["trust_env_module"],
-    )
-    if resolved.preset and not opts["quiet"]:
-        _say(f"preset for {resolved.config.env_id}: {dict(resolved.preset)}", err=True)
-    result = run_training(
-        resolved.config,
-        opts["out_dir"],
-        resume_from=resolved.resume_from,
-        overwrite=opts["overwrite"],
-        metrics_format=opts["metrics_format"],
-        tensorboard_dir=opts["tensorboard_dir"],
-        progress=not opts["quiet"],
-        require_threshold=opts["require_solved"],
-    )
-    summary = result.summary
-    _say("".join(f"warning: {w}\n" for w in summary["warnings"]), err=True)
-    wrote = f"wrote {result.checkpoint_path}" if result.checkpoint_path else "nothing to save"
-    _say(
-        f"{summary['stop_reason']} after {summary['env_steps']} env steps, "
-        f"{summary['episodes']} episodes ({summary['steps_per_second']:,.0f} steps/s); {wrote}"
-    )
-    if result.interrupted is not None and result.checkpoint_path is not None:
-        _say(f"saved; continue with: pgdeploy train --resume {result.checkpoint_path.parent}")
-    _say(outcome_line(summary))
-    if result.interrupted is not None:
-        ctx.exit(128 + int(getattr(signal, result.interrupted)))
-    ctx.exit(3 if opts["require_solved"] and not result.solved else 0)
+    report = train_from_flags(given, **{k: v for k, v in options.items() if k not in fields})
+    _say(report.render())
+    ctx.exit(report.exit_code)
 
 
 def _given(ctx: click.Context, name: str) -> bool:
-    source = ctx.get_parameter_source(name)
-    return source in (
-        click.core.ParameterSource.COMMANDLINE,
-        click.core.ParameterSource.ENVIRONMENT,
-    )
+    return ctx.get_parameter_source(name) in (SOURCE.COMMANDLINE, SOURCE.ENVIRONMENT)
 
 
 @main.command()
 @click.argument("checkpoint", type=PATH)
 @click.option("--out-dir", type=FOLDER, help="Where to write.  [default: beside CHECKPOINT]")
-@click.option(
-    "--atol",
-    default=1e-9,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Floor added to the float32 bound.",
-)
-@click.option(
-    "--target",
-    type=click.Choice(["onnx", "c"]),
-    default="onnx",
-    show_default=True,
-    help="onnx (+ TorchScript) or c (policy.c/.h).",
-)
+@click.option("--atol", default=1e-9, type=ABOVE_0, help="Floor added to the float32 bound.")
+@click.option("--target", type=click.Choice(["onnx", "c"]), default="onnx", help="Format.")
 @click.option("--env", "env_id", help="Env for on-policy checks.  [default: the checkpoint's]")
 @TRUST
 def export(checkpoint: Path, target: str, **options: Any) -> None:
@@ -313,7 +188,7 @@ def _render_export(report: Any) -> None:
 @click.option("--env", "env_id", help="Gymnasium env id.  [default: the model's]")
 @click.option("--env-kwargs", type=Kwargs(), help="Env constructor keywords.")
 @click.option("--wrapper", help="module:callable wrapping the env.")
-@click.option("--episodes", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--episodes", default=10, show_default=True, type=POSITIVE)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--deterministic", is_flag=True, help="Greedy actions instead of sampled ones.")
 @click.option("--render", is_flag=True, help="Show the env in a window.")
@@ -344,30 +219,10 @@ def inspect(path: Path, as_json: bool) -> None:
 
 @main.command()
 @click.argument("model", type=PATH)
-@click.option(
-    "--threads",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="onnxruntime threads.",
-)
-@click.option(
-    "--batch-sizes",
-    default="1,64,4096,65536",
-    show_default=True,
-    type=IntList(),
-    help="act_batch sizes.",
-)
-@click.option(
-    "--batch-threads", type=click.IntRange(min=1), help="act_batch threads.  [default: up to 2]"
-)
-@click.option(
-    "--calls",
-    default=20_000,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="act() calls to time.",
-)
+@click.option("--threads", default=1, show_default=True, type=POSITIVE, help="ORT threads.")
+@click.option("--batch-sizes", default="1,64,4096,65536", type=IntList(), help="act_batch sizes.")
+@click.option("--batch-threads", type=POSITIVE, help="act_batch threads.  [default: up to 2]")
+@click.option("--calls", default=20_000, show_default=True, type=POSITIVE, help="act() calls.")
 @OOB
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def bench(model: Path, as_json: bool, **options: Any) -> None:
