@@ -169,7 +169,7 @@ def _render_export(report: Any) -> None:
         return
     _say("".join(f"notice: {n}\n" for n in report.notices), err=True)
     checks = (
-        [(report.check, f"{report.header} and {report.source}")]
+        [(report.check, f"{report.header} and {report.source} compiled with {report.compiler} and")]
         if hasattr(report, "check")
         else [(c, c.path) for c in (report.onnx, report.torchscript)]
     )

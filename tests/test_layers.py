@@ -10,7 +10,7 @@ ones inside functions and ``require("x")`` / ``import_module("x")`` calls includ
 | ``inspect.py`` | the above; torch, onnx and the layers only lazily (every format is read here) |
 | ``envs/`` | the above + gymnasium (+ what the video extra brings); no torch, onnx or layers |
 | ``envs/play.py`` | what ``envs/`` may + ``runtime`` (``pgdeploy run`` as one call) |
-| ``cli.py``, ``__main__.py`` | at import: stdlib, click, top level, ``training.command`` (its flags); anything lazily |
+| ``cli.py``, ``__main__.py`` | at import: stdlib, click, top level, training.command |
 | ``runtime/`` | stdlib, numpy, onnxruntime, top level, itself |
 | ``training/`` | anything but ``pgdeploy.export``, ``pgdeploy.cli`` and onnx |
 | ``export/``, ``export/c/`` | anything but ``pgdeploy.cli`` |

@@ -319,10 +319,17 @@ def observation_layout(env_id: str, space: gym.Space[Any]) -> dict[str, Any]:
         }
     if isinstance(space, spaces.Tuple):
         return {"type": "tuple", "spaces": [observation_layout(env_id, v) for v in space.spaces]}
+    if isinstance(space, spaces.Text) or type(space).__name__ == "MissionSpace":  # strings
+        hint = (
+            "text cannot be encoded for an MLP; drop it with "
+            "gymnasium.wrappers.FilterObservation(env, [the other keys]) in a function you "
+            "pass as --wrapper module:function (docs/envs.md, MiniGrid)"
+        )
+    else:
+        hint = "wrap the env so it returns one of these, and pass it as --wrapper module:function"
     raise UnsupportedEnvError(
-        f"{env_id} has observation space {space}; pgdeploy supports {SUPPORTED} "
-        "(wrap other spaces so they return one of these, e.g. with "
-        "gymnasium.wrappers.FlattenObservation)"
+        f"{env_id} has observation space {type(space).__name__}; pgdeploy supports "
+        f"{SUPPORTED} ({hint})"
     )
 
 

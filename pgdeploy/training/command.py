@@ -115,8 +115,9 @@ class TrainReport:
         path = result.checkpoint_path
         lines = [f"warning: {w}" for w in summary["warnings"]]
         lines.append(
-            f"{summary['stop_reason']} after {summary['env_steps']} env steps, "
-            f"{summary['episodes']} episodes ({summary['steps_per_second']:,.0f} steps/s); "
+            f"Stopped after {summary['env_steps']} env steps and {summary['episodes']} episodes "
+            f"({summary['env_steps_this_process']} steps in {summary['seconds_this_process']:.2f} "
+            f"s here, {summary['steps_per_second']:,.0f} steps/s): {summary['stop_reason']}; "
             + (f"wrote {path}" if path else "nothing to save")
         )
         if result.interrupted is not None and path is not None:
