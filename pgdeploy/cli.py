@@ -94,7 +94,11 @@ FOLDER = click.Path(file_okay=False, path_type=Path)
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pgdeploy")
 def main() -> None:
-    """Train a REINFORCE policy, export it to ONNX/TorchScript/C, run it with onnxruntime."""
+    """Train a REINFORCE policy, export it to ONNX/TorchScript/C, run it with onnxruntime.
+
+    Exit codes: 0 done, 1 refused (one line), 2 bad option, 3 NOT SOLVED (--require-solved),
+    70 internal error (traceback saved to a file), 130 Ctrl-C at start-up, 128+N signal N.
+    """
 
 
 @main.command()

@@ -115,10 +115,10 @@ class TrainReport:
         path = result.checkpoint_path
         lines = [f"warning: {w}" for w in summary["warnings"]]
         lines.append(
-            f"Stopped after {summary['env_steps']} env steps and {summary['episodes']} episodes "
-            f"({summary['env_steps_this_process']} steps in {summary['seconds_this_process']:.2f} "
-            f"s here, {summary['steps_per_second']:,.0f} steps/s): {summary['stop_reason']}; "
-            + (f"wrote {path}" if path else "nothing to save")
+            f"{summary['stop_reason']} after {summary['env_steps']} env steps, "
+            f"{summary['episodes']} episodes ({summary['env_steps_this_process']} steps in "
+            f"{summary['seconds_this_process']:.2f} s here, {summary['steps_per_second']:,.0f} "
+            "steps/s); " + (f"wrote {path}" if path else "nothing to save")
         )
         if result.interrupted is not None and path is not None:
             lines.append(f"saved; continue this run with: pgdeploy train --resume {path.parent}")
