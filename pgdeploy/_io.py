@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from pgdeploy.errors import WriteError
+from pgdeploy.errors import PgdeployError, WriteError
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
@@ -200,3 +201,57 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def read_small_file(
+    path: str | os.PathLike[str], *, limit: int, what: str, error: type[PgdeployError]
+) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, or a one-line ``error``.
+
+    A FIFO, a device (``/dev/zero``), a socket or a folder is named as what it is; the file
+    is opened non-blocking and checked again on its descriptor, so nothing can block or
+    stream without end, whatever replaced the path between the two looks.
+    """
+    shown = ascii(str(path))
+    try:
+        kind = _file_kind(os.stat(path).st_mode)
+        if kind != "regular file":
+            raise error(f"{what} {shown} is {kind}, expected a regular file")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            kind = _file_kind(os.fstat(handle.fileno()).st_mode)
+            if kind != "regular file":
+                raise error(f"{what} {shown} is {kind}, expected a regular file")
+            data = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise error(f"{what} {shown} does not exist") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {shown}: {_reason(exc)}") from None
+    if len(data) > limit:
+        raise error(f"{what} {shown} is larger than {limit} bytes")
+    return data
+
+
+def decode_utf8(data: bytes, *, what: str, error: type[PgdeployError]) -> str:
+    """``data`` as UTF-8 text, or an ``error`` naming the first invalid byte's offset."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"{what} is not UTF-8 text: invalid byte 0x{data[exc.start]:02x} at byte offset "
+            f"{exc.start}"
+        ) from None
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISREG, "regular file"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"

@@ -22,8 +22,11 @@ import atexit
 import contextlib
 import gc
 import os
+import re
 import sys
+import tempfile
 import threading
+import traceback
 from collections.abc import Iterator
 from typing import NoReturn
 
@@ -89,3 +92,35 @@ def _exit_status(code: str | int | None) -> int:
     with contextlib.suppress(OSError, ValueError, AttributeError):
         print(code, file=sys.stderr)
     return 1
+
+
+def one_line(message: object) -> str:
+    """``message`` as one line a terminal shows as text: whitespace runs become one space,
+    and every other non-printable character (escape sequences, bidi overrides) is shown as
+    its ``\\x..`` escape. Temp names of atomic writes (``.model.pt.k3j2.tmp``) are shown
+    as the file the user asked for."""
+    text = " ".join(str(message).split())
+    return escape_text(_TEMP_NAME.sub(r"\1\2", text))
+
+
+def escape_text(text: str) -> str:
+    """``text`` with every non-printable character (newlines, escape sequences, bidi
+    overrides) written as its ``\\x..``/``\\n`` escape, so it is shown, never obeyed."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+#: ``dir/.NAME.RANDOM.tmp`` as :mod:`pgdeploy._io` stages a write of ``dir/NAME``.
+_TEMP_NAME = re.compile(r"(^|[/\\' \"])\.([^/\\'\" ]+?)\.[A-Za-z0-9_]{6,12}\.tmp\b")
+
+
+def save_traceback(exc: BaseException) -> str:
+    """Write ``exc``'s full traceback to a new file under the system temp folder; return its
+    path (or why it could not be written), for the one line an internal error prints."""
+    text = "".join(traceback.format_exception(exc))
+    try:
+        fd, path = tempfile.mkstemp(prefix="pgdeploy-traceback-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
+            handle.write(f"pgdeploy {' '.join(map(ascii, sys.argv[1:]))}\n{text}")
+    except OSError as write_error:
+        return f"nowhere (it could not be written: {write_error.strerror or write_error})"
+    return path

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pgdeploy._optional import require
+from pgdeploy._process import escape_text
 from pgdeploy.errors import ModelLoadError
 
 #: Largest zip archive (checkpoint or TorchScript) inspect will open.
@@ -156,4 +157,4 @@ def format_text(info: dict[str, Any]) -> str:
             lines.append(f"{key[:-1]} {item['name']}: {item['type']} {item['shape']}")
     if "parameters" in info:
         lines.append("parameters: " + ", ".join(f"{k}{v}" for k, v in info["parameters"].items()))
-    return "\n".join(lines)
+    return "\n".join(escape_text(line) for line in lines)  # every value from the file, escaped

@@ -71,6 +71,66 @@ ENV_ID_PATTERN = re.compile(
     re.ASCII,
 )
 MAX_ENV_ID_LENGTH = 200
+#: Integers in a config or env keywords beyond this are "a number too large" (no field needs
+#: more, and a 10**5000 would otherwise fail deep inside float() or str()).
+MAX_INT = 2**63 - 1
+#: ``module:callable`` of a wrapper: dotted Python identifiers, ASCII.
+WRAPPER_PATTERN = re.compile(
+    r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:"
+    r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*",
+    re.ASCII,
+)
+#: env_kwargs hold a few JSON values: this many keys, strings and list items at most.
+MAX_ENV_KWARGS = 64
+_KWARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}", re.ASCII)
+
+
+def check_env_kwargs(value: Any) -> dict[str, Any]:
+    """``value`` as a dict of keyword arguments that JSON can hold (strings, finite numbers,
+    booleans, null, lists of these), so the run's config saves and reloads it exactly."""
+    if not isinstance(value, Mapping) or len(value) > MAX_ENV_KWARGS:
+        raise InvalidArgumentError(
+            f"config field 'env_kwargs' must be a mapping of at most {MAX_ENV_KWARGS} "
+            f"keyword arguments, got {type(value).__name__}"
+        )
+    for key, item in value.items():
+        if not isinstance(key, str) or _KWARG_NAME.fullmatch(key) is None:
+            raise InvalidArgumentError(
+                f"env_kwargs key {ascii(key)[:60]} is not a Python identifier of at most 64 "
+                "ASCII characters"
+            )
+        items = item if isinstance(item, list) and len(item) <= MAX_ENV_KWARGS else [item]
+        if not all(_is_json_scalar(v) for v in items):
+            raise InvalidArgumentError(
+                f"env_kwargs value of {key!r} must be a string, finite number, true/false, "
+                f"null or a list of at most {MAX_ENV_KWARGS} of these, got {shown_value(item)}"
+            )
+    return dict(value)
+
+
+def _is_json_scalar(value: Any) -> bool:
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return abs(value) <= MAX_INT
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str) and len(value) <= 256
+
+
+def shown_value(value: Any) -> str:
+    """A short, escaped rendering of a value from a file: never raw text, never a huge int."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        return f"a number too large ({value.bit_length()} bits)"
+    if isinstance(value, (list, tuple, dict)) and len(value) > 16:
+        return f"a {type(value).__name__} of {len(value)} items"
+    try:
+        text = ascii(value)
+    except (ValueError, RecursionError):  # a huge int or deep nesting inside a container
+        return type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 #: Action names (shown by ``inspect`` and in generated C): words, digits, space, ``_.-``.
 ACTION_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\- ]{1,64}", re.ASCII)
 

@@ -74,13 +74,16 @@ def test_config_file_then_flags_and_saved_config_reruns(tmp_path: Path, suffix: 
     config_path = tmp_path / f"run.{suffix}"
     config_path.write_text(text)
     out = tmp_path / "out"
-    invoke("train", "--config", str(config_path), "--num-envs", "3", "--out", str(out), "-q")
+    confirm = ["--env", GUESS]  # a file's module:EnvId imports only what the user confirms
+    invoke(
+        "train", "--config", str(config_path), *confirm, "--num-envs", "3", "--out", str(out), "-q"
+    )
     saved = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
     assert saved.num_envs == 3  # the flag beat the file
     assert saved.hidden_sizes == (8, 8) and saved.learning_rate == 0.02
     assert saved.env_id == GUESS
     rerun = tmp_path / "rerun"
-    invoke("train", "--config", str(out / "config.json"), "--out", str(rerun), "-q")
+    invoke("train", "--config", str(out / "config.json"), *confirm, "--out", str(rerun), "-q")
     assert json.loads((rerun / "config.json").read_text()) == saved.to_dict()
 
 

@@ -148,7 +148,7 @@ CASES: dict[str, Case] = {
     "train num-envs 0": Case(train("--num-envs", "0"), "'num_envs' must be >= 1"),
     "train num-envs 2.5": Case(train("--num-envs", "2.5"), "'2.5' is not a valid integer", 2),
     "train hidden-sizes a,b": Case(train("--hidden-sizes", "a,b"), "comma-separated integers", 2),
-    "train hidden-sizes 0": Case(train("--hidden-sizes", "0"), "'hidden_sizes' must be one"),
+    "train hidden-sizes 0": Case(train("--hidden-sizes", "0"), "every value must be >= 1", 2),
     "train hidden-sizes empty": Case(train("--hidden-sizes", ""), "comma-separated integers", 2),
     "train learning-rate text": Case(train("--learning-rate", "fast"), "not a valid float", 2),
     "train learning-rate 0": Case(train("--learning-rate", "0"), "'learning_rate' must be > 0"),
@@ -259,7 +259,13 @@ CASES: dict[str, Case] = {
     "run seed -5": Case(onnx("run", "--seed", "-5"), "-5 is not in the range x>=0", 2),
     "run missing model": Case(lambda c: ["run", str(c.tmp / "m.onnx")], "m.onnx"),
     "run not onnx": Case(lambda c: ["run", str(c.file("m.onnx"))], "m.onnx"),
-    "run env unknown": Case(onnx("run", "--env", "Nope-v0"), "cannot make environment"),
+    "run env other": Case(onnx("run", "--env", "Nope-v0"), "was trained on CartPole-v1, not"),
+    "run env unknown": Case(
+        onnx("run", "--env", "Nope-v0", "--allow-env-mismatch"), "cannot make environment"
+    ),
+    "run env other spaces": Case(
+        onnx("run", "--env", "Acrobot-v1", "--allow-env-mismatch"), "play it on an env with"
+    ),
     "run video under a file": Case(
         lambda c: [*onnx("run")(c), "--record-video", str(c.file() / "v")], "cannot write into"
     ),

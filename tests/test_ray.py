@@ -185,7 +185,7 @@ def test_train_help_lists_the_worker_flags() -> None:
 def _namespace_problem() -> str | None:
     """Why the hermetic namespace cannot be made here, or None when it can."""
     if importlib.util.find_spec("ray") is None:
-        return 'ray is not installed (pip install "pgdeploy[ray]")'
+        return 'ray is not installed (pip install ".[ray]" from the clone)'
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         return "the unshare and ip commands (util-linux, iproute2) are needed"
     probe = subprocess.run(

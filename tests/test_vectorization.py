@@ -121,7 +121,7 @@ def test_auto_prefers_the_native_vector_env() -> None:
 def test_auto_uses_workers_only_when_a_step_is_slow(
     monkeypatch: pytest.MonkeyPatch, step_us: float, expected: str
 ) -> None:
-    monkeypatch.setattr(envs_module, "step_seconds", lambda env_id: step_us * 1e-6)
+    monkeypatch.setattr(envs_module, "step_seconds", lambda env_id, **kw: step_us * 1e-6)
     monkeypatch.setattr(envs_module, "_processes", lambda n, count_load=True: 2)
     assert choose_vectorization(GUESS, 16) == expected
 

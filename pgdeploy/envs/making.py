@@ -6,6 +6,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 from pgdeploy._optional import missing, require
+from pgdeploy.envs.wrapping import sync_vector_env, wrappers
 from pgdeploy.errors import EnvModuleRefusedError, UnsupportedEnvError
 from pgdeploy.layout import ActionLayout
 from pgdeploy.spec import FLOAT32_MAX, PolicySpec
@@ -23,12 +25,27 @@ SUPPORTED = (
 )
 
 
-def make_env(env_id: str, **kwargs: Any) -> gym.Env[Any, Any]:
-    """``gym.make`` with a typed error for unknown ids (``module:EnvId`` imports the module)."""
+def make_env(env_id: str, *, wrapper: str = "", **kwargs: Any) -> gym.Env[Any, Any]:
+    """``gym.make(env_id, **kwargs)`` then ``wrapper`` (``module:callable``), with a typed
+    error for unknown ids (``module:EnvId`` imports the module)."""
     try:
-        return gym.make(env_id, **kwargs)
+        env = gym.make(env_id, **kwargs)
     except Exception as exc:  # a user's env module may raise anything at import or creation
         raise _make_error(env_id, exc) from exc
+    for wrap in wrappers(wrapper):
+        env = wrap(env)
+    return env
+
+
+def allow_local_modules(*typed: str | None) -> None:
+    """Let a ``module:`` env id or wrapper the user typed be found in the current folder, as
+    ``python -m pgdeploy`` would: the folder is appended to ``sys.path`` (after installed
+    packages, so it shadows none). Only the CLI calls this, with the user's own words; an id
+    from a file never gets here (:func:`env_id_from_file`)."""
+    if any(value and ":" in value for value in typed):
+        here = os.getcwd()
+        if here not in sys.path and "" not in sys.path:
+            sys.path.append(here)
 
 
 def env_id_from_file(
@@ -89,7 +106,12 @@ SUBPROCESS_OVERHEAD_S = 300e-6
 
 
 def make_vector_env(
-    env_id: str, num_envs: int, *, vectorization: Vectorization = "auto"
+    env_id: str,
+    num_envs: int,
+    *,
+    vectorization: Vectorization = "auto",
+    env_kwargs: Mapping[str, Any] | None = None,
+    wrapper: str = "",
 ) -> gym.vector.VectorEnv[Any, Any, Any]:
     """Vectorised envs, chosen for speed; :func:`describe_vectorization` says which.
 
@@ -105,8 +127,11 @@ def make_vector_env(
         raise UnsupportedEnvError(
             f"vectorization must be 'auto', 'native', 'sync' or 'subprocess', got {vectorization!r}"
         )
+    kwargs = dict(env_kwargs or {})
     if vectorization == "auto":
-        vectorization = choose_vectorization(env_id, num_envs)
+        vectorization = choose_vectorization(env_id, num_envs, env_kwargs=kwargs, wrapper=wrapper)
+    if vectorization == "native" and wrapper:
+        vectorization = "sync"  # a wrapper wraps single envs; native vector envs have none
     try:
         if vectorization == "subprocess":
             from pgdeploy.envs.worker_vector_env import WorkerVectorEnv
@@ -115,12 +140,12 @@ def make_vector_env(
                 raise UnsupportedEnvError("vectorization 'subprocess' needs num_envs >= 2")
             workers = max(1, _processes(num_envs, count_load=False) - 1)
             envs: gym.vector.VectorEnv[Any, Any, Any] = WorkerVectorEnv(
-                env_id, num_envs, workers=workers
+                env_id, num_envs, workers=workers, env_kwargs=kwargs, wrapper=wrapper
             )
         elif vectorization == "sync":
-            envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync")
+            envs = sync_vector_env(env_id, num_envs, env_kwargs=kwargs, wrapper=wrapper)
         else:
-            envs = gym.make_vec(env_id, num_envs=num_envs)
+            envs = gym.make_vec(env_id, num_envs=num_envs, **kwargs)
     except UnsupportedEnvError:
         raise
     except Exception as exc:  # a user's env module may raise anything at import or creation
@@ -137,7 +162,9 @@ def _make_error(env_id: str, exc: Exception) -> UnsupportedEnvError:
     return UnsupportedEnvError(f"cannot make environment {env_id!r}: {what}")
 
 
-def choose_vectorization(env_id: str, num_envs: int) -> Vectorization:
+def choose_vectorization(
+    env_id: str, num_envs: int, *, env_kwargs: Mapping[str, Any] | None = None, wrapper: str = ""
+) -> Vectorization:
     """``native`` if the env has a vector implementation; else ``subprocess`` or ``sync``.
 
     Stepping ``n`` envs costs ``n * c`` in this process and about ``n * c / p + overhead``
@@ -146,32 +173,40 @@ def choose_vectorization(env_id: str, num_envs: int) -> Vectorization:
     ``SUBPROCESS_MIN_SPEEDUP``. ``c`` is measured on one env, a few milliseconds at most.
     """
     spec = _registered(env_id)
-    if spec is not None and spec.vector_entry_point is not None:
+    if spec is not None and spec.vector_entry_point is not None and not wrapper:
         return "native"
     processes = _processes(num_envs)
     if processes < 2:
         return "sync"
     try:
-        probe = make_env(env_id)
+        probe = make_env(env_id, wrapper=wrapper, **dict(env_kwargs or {}))
         flat = isinstance(probe.observation_space, gym.spaces.Box)
         probe.close()
         if not flat:  # worker envs concatenate observation arrays; Dict/Tuple ones stay here
             return "sync"
-        sync = num_envs * step_seconds(env_id)
+        sync = num_envs * step_seconds(env_id, env_kwargs=env_kwargs, wrapper=wrapper)
     except (UnsupportedEnvError, ValueError, TypeError):
         return "sync"  # the vector env's own creation reports what is wrong with this env
     predicted = sync / (sync / processes + SUBPROCESS_OVERHEAD_S)
     return "subprocess" if predicted >= SUBPROCESS_MIN_SPEEDUP else "sync"
 
 
-def step_seconds(env_id: str, *, steps: int = 256, budget_s: float = 0.15, seed: int = 0) -> float:
+def step_seconds(
+    env_id: str,
+    *,
+    steps: int = 256,
+    budget_s: float = 0.15,
+    seed: int = 0,
+    env_kwargs: Mapping[str, Any] | None = None,
+    wrapper: str = "",
+) -> float:
     """Mean seconds per ``env.step`` with random actions, resets included, as the envs
     will run: ``steps`` steps or ``budget_s`` seconds, whichever ends first.
 
     Whole episodes matter: LunarLander's first steps cost a third of its later ones (its
     engine particles accumulate), so a median of a few steps after reset misled here.
     """
-    env = make_env(env_id)
+    env = make_env(env_id, wrapper=wrapper, **dict(env_kwargs or {}))
     try:
         env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -284,10 +319,17 @@ def observation_layout(env_id: str, space: gym.Space[Any]) -> dict[str, Any]:
         }
     if isinstance(space, spaces.Tuple):
         return {"type": "tuple", "spaces": [observation_layout(env_id, v) for v in space.spaces]}
+    if isinstance(space, spaces.Text) or type(space).__name__ == "MissionSpace":  # strings
+        hint = (
+            "text cannot be encoded for an MLP; drop it with "
+            "gymnasium.wrappers.FilterObservation(env, [the other keys]) in a function you "
+            "pass as --wrapper module:function (docs/envs.md, MiniGrid)"
+        )
+    else:
+        hint = "wrap the env so it returns one of these, and pass it as --wrapper module:function"
     raise UnsupportedEnvError(
-        f"{env_id} has observation space {space}; pgdeploy supports {SUPPORTED} "
-        "(wrap other spaces so they return one of these, e.g. with "
-        "gymnasium.wrappers.FlattenObservation)"
+        f"{env_id} has observation space {type(space).__name__}; pgdeploy supports "
+        f"{SUPPORTED} ({hint})"
     )
 
 
@@ -325,9 +367,12 @@ def observation_bounds(
     return low, high
 
 
-def policy_spec(env_id: str) -> PolicySpec:
-    """The spec of ``env_id`` from one throwaway env instance."""
-    env = make_env(env_id)
+def policy_spec(
+    env_id: str, *, env_kwargs: Mapping[str, Any] | None = None, wrapper: str = ""
+) -> PolicySpec:
+    """The spec of ``env_id`` (made with ``env_kwargs``, then ``wrapper``) from one
+    throwaway env instance."""
+    env = make_env(env_id, wrapper=wrapper, **dict(env_kwargs or {}))
     try:
         check_spaces(env_id, env.observation_space, env.action_space)
         actions = action_layout(env_id, env.action_space)
@@ -360,7 +405,12 @@ def _bound(value: float) -> float:
 
 
 def make_play_env(
-    env_id: str, *, render: bool = False, video_dir: str | Path | None = None
+    env_id: str,
+    *,
+    render: bool = False,
+    video_dir: str | Path | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    wrapper: str = "",
 ) -> gym.Env[Any, Any]:
     """An env for watching a policy: a window (``render``) and/or MP4s in ``video_dir``.
 
@@ -381,7 +431,8 @@ def make_play_env(
     if video_dir is not None:
         require("moviepy", extra="video", feature="recording videos")
     mode = "human" if render else "rgb_array" if video_dir is not None else None
-    env = make_env(env_id, render_mode=mode) if mode else make_env(env_id)
+    kwargs = {**(env_kwargs or {}), **({"render_mode": mode} if mode else {})}
+    env = make_env(env_id, wrapper=wrapper, **kwargs)
     if mode is not None:
         _check_renderer(env, env_id)
     if video_dir is not None:

@@ -6,19 +6,49 @@ the agent; no torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pgdeploy._io import check_writable
-from pgdeploy.errors import InvalidArgumentError
+from pgdeploy.errors import InvalidArgumentError, UnsupportedEnvError
 from pgdeploy.runtime.loop import EpisodeResult, PlayReport
+
+#: The CLI's word for the runtime's ``out_of_bounds='reject'``.
+OUT_OF_BOUNDS = {"raise": "reject", "reject": "reject", "clip": "clip"}
+
+
+@dataclass(frozen=True)
+class PlayOutcome:
+    """What ``pgdeploy run`` prints: the episodes' returns and the agent's act latency."""
+
+    report: PlayReport
+    env_id: str
+    video_dir: Path | None = None
+
+    def render(self) -> str:
+        r = self.report
+        lines = [
+            f"mean return {r.mean_return:.2f} ± {r.std_return:.2f} (mean ± std over "
+            f"{len(r.episodes)} episodes on {self.env_id}); act latency p50 "
+            f"{r.act_latency_us(50):.1f} us, p99 {r.act_latency_us(99):.1f} us"
+        ]
+        if self.video_dir is not None:
+            lines.append(f"videos in {self.video_dir}")
+        return "\n".join(lines)
+
+
+def render_episode(index: int, episode: EpisodeResult) -> str:
+    return f"episode {index}: return {episode.total_reward:g} ({episode.length} steps)"
 
 
 def play_model(
     model: str | Path,
     *,
     env_id: str | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    wrapper: str | None = None,
     episodes: int = 10,
     seed: int = 0,
     deterministic: bool = False,
@@ -26,38 +56,99 @@ def play_model(
     video_dir: str | Path | None = None,
     on_episode: Callable[[int, EpisodeResult], None] | None = None,
     trust_env_module: bool = False,
-) -> PlayReport:
+    allow_env_mismatch: bool = False,
+    out_of_bounds: Literal["raise", "reject", "clip"] = "raise",
+) -> PlayOutcome:
     """Load ``model`` (ONNX) with the runtime agent and play ``episodes`` episodes.
 
-    ``env_id`` defaults to the env the model was trained on; ``seed`` seeds the env's first
-    reset and the agent's sampler. ``render`` shows a window, ``video_dir`` records one MP4
-    per episode. ``on_episode(index, result)`` is called as each episode finishes.
-    The model's env id is data: a ``module:EnvId`` there is not imported unless ``env_id``
-    names the env or ``trust_env_module`` is set (:func:`pgdeploy.envs.env_id_from_file`).
-    Everything is checked (arguments, model, env, renderer, video folder) before the
-    first step.
+    ``env_id`` defaults to the env the model was trained on, with the env keywords
+    recorded at training (``env_kwargs`` replaces them). A different ``env_id`` is refused
+    unless ``allow_env_mismatch``; an env whose spaces differ from the model's always is.
+    The model's env id and wrapper are data: a ``module:`` there is imported only when
+    the caller names it (``env_id``, ``wrapper``) or sets ``trust_env_module``
+    (:func:`pgdeploy.envs.making.env_id_from_file`). ``out_of_bounds``: ``raise`` refuses an
+    observation outside the model's space, ``clip`` clips it in. ``on_episode(index,
+    result)`` runs as each episode ends. Everything is checked before the first step.
     """
-    from pgdeploy.envs.making import env_id_from_file, make_play_env
+    from pgdeploy.envs.making import env_id_from_file, make_play_env, policy_spec
     from pgdeploy.runtime import Agent, play
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise InvalidArgumentError(f"episodes must be an integer >= 1, got {episodes!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InvalidArgumentError(f"seed must be an integer >= 0, got {seed!r}")
-    agent = Agent.load(model, seed=seed, deterministic=deterministic)
+    if out_of_bounds not in OUT_OF_BOUNDS:
+        raise InvalidArgumentError(
+            f"out_of_bounds must be 'raise' or 'clip', got {out_of_bounds!a}"
+        )
+    agent = Agent.load(
+        model,
+        seed=seed,
+        deterministic=deterministic,
+        out_of_bounds=OUT_OF_BOUNDS[out_of_bounds],  # type: ignore[arg-type]
+    )
     if video_dir is not None:
         _check_video_dir(Path(video_dir))
+    spec, source = agent.spec, ascii(str(model))
+    recorded = _recorded_env(agent.model.metadata.training, source)
+    if env_id is not None and _name(env_id) != _name(spec.env_id) and not allow_env_mismatch:
+        raise UnsupportedEnvError(
+            f"{source} was trained on {spec.env_id}, not {env_id!a}; pass --allow-env-mismatch "
+            "(allow_env_mismatch=True) to play it there anyway"
+        )
     chosen = env_id_from_file(
-        agent.spec.env_id,
-        source=str(model),
-        user_env_id=env_id,
-        trust_env_module=trust_env_module,
+        spec.env_id, source=source, user_env_id=env_id, trust_env_module=trust_env_module
     )
-    env: Any = make_play_env(chosen, render=render, video_dir=video_dir)
+    kwargs = dict(env_kwargs if env_kwargs is not None else recorded["env_kwargs"])
+    wrap = _chosen_wrapper(recorded["wrapper"], wrapper, source, trust_env_module)
+    played = policy_spec(chosen, env_kwargs=kwargs, wrapper=wrap)
+    if (played.obs_layout.tree, played.action_layout) != (spec.obs_layout.tree, spec.action_layout):
+        raise UnsupportedEnvError(
+            f"{source} expects {spec.env_id}'s spaces (obs {_space(spec)}), but {chosen} has "
+            f"obs {_space(played)}; play it on an env with the same spaces"
+        )
+    env: Any = make_play_env(
+        chosen, render=render, video_dir=video_dir, env_kwargs=kwargs, wrapper=wrap
+    )
     try:
-        return play(agent, env, episodes=episodes, seed=seed, on_episode=on_episode)
+        report = play(agent, env, episodes=episodes, seed=seed, on_episode=on_episode)
     finally:
         env.close()
+    return PlayOutcome(report, chosen, Path(video_dir) if video_dir is not None else None)
+
+
+def _recorded_env(training: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The env keywords and wrapper the model was trained with (from its metadata)."""
+    from pgdeploy.spec import WRAPPER_PATTERN, check_env_kwargs
+
+    config = training.get("config") if isinstance(training, Mapping) else None
+    config = config if isinstance(config, Mapping) else {}
+    wrapper = config.get("wrapper", "")
+    if not isinstance(wrapper, str) or (wrapper and not WRAPPER_PATTERN.fullmatch(wrapper)):
+        raise UnsupportedEnvError(f"{source} records a wrapper that is not module:callable")
+    return {"env_kwargs": check_env_kwargs(config.get("env_kwargs", {})), "wrapper": wrapper}
+
+
+def _chosen_wrapper(recorded: str, typed: str | None, source: str, trusted: bool) -> str:
+    """The user's ``--wrapper`` if given; the recorded one only when trusted, else refused."""
+    if typed is not None:
+        return typed
+    if recorded and not trusted:
+        raise UnsupportedEnvError(
+            f"{source} was trained with wrapper {recorded}, which would import that module; "
+            f"pass --wrapper {recorded} to confirm it (or --wrapper '' to play without it)"
+        )
+    return recorded
+
+
+def _name(env_id: str) -> str:
+    """The registered name, without the ``module:`` that only says where it is defined."""
+    return env_id.rsplit(":", 1)[-1]
+
+
+def _space(spec: Any) -> str:
+    tree = spec.obs_layout.tree
+    return f"{tree['type']} {tree.get('shape', tree.get('n', ''))}".strip()
 
 
 def _check_video_dir(folder: Path) -> None:

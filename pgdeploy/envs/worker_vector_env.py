@@ -25,7 +25,7 @@ import functools
 import itertools
 import multiprocessing as mp
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -35,6 +35,7 @@ import numpy.typing as npt
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
+from pgdeploy.envs.wrapping import sync_vector_env
 from pgdeploy.errors import UnsupportedEnvError
 
 _JOIN_SECONDS = 5.0
@@ -48,7 +49,15 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
     idle: on 2 cores one worker and this process step half the envs each.
     """
 
-    def __init__(self, env_id: str, num_envs: int, *, workers: int) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        *,
+        workers: int,
+        env_kwargs: Mapping[str, Any] | None = None,
+        wrapper: str = "",
+    ) -> None:
         if not 1 <= workers < num_envs:
             raise ValueError(f"workers must be in [1, num_envs={num_envs}), got {workers}")
         self.metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -63,7 +72,7 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
             parent, child = context.Pipe()
             process = context.Process(
                 target=_worker,
-                args=(child, env_id, part.stop - part.start),
+                args=(child, env_id, part.stop - part.start, dict(env_kwargs or {}), wrapper),
                 name=f"pgdeploy-env-{part.start}",
                 daemon=True,
             )
@@ -71,8 +80,8 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
             child.close()
             self._pipes.append(parent)
             self._processes.append(process)
-        self._local: Any = gym.make_vec(
-            env_id, num_envs=local.stop - local.start, vectorization_mode="sync"
+        self._local: Any = sync_vector_env(
+            env_id, local.stop - local.start, env_kwargs=env_kwargs, wrapper=wrapper
         )
         self.single_observation_space = self._local.single_observation_space
         self.single_action_space = self._local.single_action_space
@@ -212,11 +221,13 @@ def _seeds(seed: int | None, part: slice) -> list[int] | None:
     return None if seed is None else [seed + j for j in range(part.start, part.stop)]
 
 
-def _worker(pipe: Connection, env_id: str, num_envs: int) -> None:
+def _worker(
+    pipe: Connection, env_id: str, num_envs: int, env_kwargs: dict[str, Any], wrapper: str
+) -> None:
     """A worker's loop: a ``SyncVectorEnv`` over its slice, driven by (command, data) pairs."""
     envs: Any = None
     try:
-        envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync")
+        envs = sync_vector_env(env_id, num_envs, env_kwargs=env_kwargs, wrapper=wrapper)
         while True:
             command, data = pipe.recv()
             if command == "step":

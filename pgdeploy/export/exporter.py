@@ -68,6 +68,13 @@ class ExportReport:
     """Things the user should know, e.g. on-policy verification replaced by random
     observations because the checkpoint's env could not (or may not) be made."""
 
+    def render(self) -> str:
+        """What was verified, a line per file."""
+        return "\n".join(
+            c.render(str(c.path), self.n_random, self.n_on_policy)
+            for c in (self.onnx, self.torchscript)
+        )
+
 
 @one_torch_thread()
 def export_checkpoint(

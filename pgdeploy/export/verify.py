@@ -39,6 +39,16 @@ class FormatCheck:
     def passed(self) -> bool:
         return self.max_tolerance_ratio <= 1.0 and self.passed_actions
 
+    def render(self, what: str, n_random: int, n_on_policy: int) -> str:
+        """One line: ``what`` verified on how many observations, and how closely."""
+        return (
+            f"{self.format}: {what} verified on {self.n_observations} observations "
+            f"({n_random} random, {n_on_policy} on-policy): max |dp| = "
+            f"{self.max_abs_diff:.2e} ({self.max_tolerance_ratio:.2g}x its float32 "
+            f"tolerance), action mismatches: {self.greedy_mismatches} greedy, "
+            f"{self.sampled_mismatches} sampled"
+        )
+
 
 def verification_observations(
     policy: SoftmaxPolicy,

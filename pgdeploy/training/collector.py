@@ -45,6 +45,8 @@ def make_collector(config: TrainConfig, spec: PolicySpec, *, seed: int) -> Colle
             obs_clip=config.obs_clip,
             max_episode_steps=config.max_episode_steps,
             vectorization=config.vectorization,
+            env_kwargs=config.env_kwargs,
+            wrapper=config.wrapper,
         )
     from pgdeploy.training.ray_collector import RayCollector  # the only module importing ray
 

@@ -12,6 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pgdeploy.errors import ConfigError
+from pgdeploy.spec import (
+    MAX_INT,
+    WRAPPER_PATTERN,
+    check_env_id,
+    check_env_kwargs,
+    shown_value,
+)
 
 Baseline = Literal["timestep", "value", "none"]
 LrSchedule = Literal["constant", "linear"]
@@ -29,7 +36,11 @@ class TrainConfig:
     """Everything that defines a training run. Saved inside every checkpoint."""
 
     env_id: str = "CartPole-v1"
-    """Gymnasium id (``module:EnvId`` imports a user's module first). Box obs, Discrete actions."""
+    """Gymnasium id; ``module:EnvId`` imports your module first (only when you type it)."""
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the env (gymnasium.make), e.g. obs_type=ram."""
+    wrapper: str = ""
+    """``module:callable`` applied to each env after it is made (env -> wrapped env)."""
     seed: int = 0
     """Seeds torch, the envs and the action sampler: same seed, same run."""
     num_envs: int = 16
@@ -80,7 +91,7 @@ class TrainConfig:
     solve_window: int = 100
     """How many finished episodes the solved check averages."""
     torch_threads: int = 1
-    """Threads torch may use: 1 is fastest for small MLPs (2 was ~3x slower here)."""
+    """Threads torch may use. One is fastest for small MLPs (see docs/performance.md)."""
     workers: int = 0
     """Rollout workers as Ray actors (needs the 'ray' extra); 0 collects in this process. The
     num_envs envs are split among them, so each update sees the same batch as with 0."""
@@ -88,8 +99,8 @@ class TrainConfig:
     """Ray cluster to join with workers (HEAD_IP:PORT from 'ray start --head', or 'auto');
     empty starts Ray on this machine."""
     worker_timeout: float = 60.0
-    """Seconds a lost worker may take to be restarted or replaced before the run stops with
-    an error (a worker that answers is never timed out, however slow its env)."""
+    """Seconds a lost worker may take to be replaced before the run stops with an error. A
+    worker that answers is never timed out, however slow its env."""
     checkpoint_every: int = 0
     """Save the run (checkpoint, metrics, curve) every this many iterations; 0: by time only."""
     checkpoint_seconds: float = 60.0
@@ -98,7 +109,7 @@ class TrainConfig:
     a long run, and a CartPole run of a few seconds never reaches it. The end of a run,
     Ctrl-C and SIGTERM always save."""
     vectorization: Vectorization = "auto"
-    """How the envs are stepped: ``auto`` picks the env's numpy implementation where it has
+    """How the envs are stepped; ``auto`` picks the env's numpy implementation where it has
     one, else worker processes when one env's step is slow enough to pay for them
     (measured at start-up), else ``sync``; ``native``, ``sync``, ``subprocess`` force one.
     With ``workers``, ``auto`` means native or ``sync`` in each worker (the workers are the
@@ -128,7 +139,13 @@ class TrainConfig:
             "hidden_sizes",
             f"layers with at most {MAX_HIDDEN_WEIGHTS} weights between them",
         )
-        _check(isinstance(self.env_id, str) and bool(self.env_id), "env_id", "a non-empty id")
+        check_env_id(self.env_id, source="config field 'env_id'")
+        object.__setattr__(self, "env_kwargs", check_env_kwargs(self.env_kwargs))
+        _check(
+            self.wrapper == "" or WRAPPER_PATTERN.fullmatch(self.wrapper) is not None,
+            "wrapper",
+            "empty or module:callable (dotted Python names)",
+        )
         _check(self.num_envs >= 1, "num_envs", ">= 1")
         _check(
             len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
@@ -162,6 +179,11 @@ class TrainConfig:
             "workers",
             f"<= num_envs ({self.num_envs}): each worker steps at least one env",
         )
+        _check(
+            self.workers == 0 or not (self.env_kwargs or self.wrapper),
+            "workers",
+            "0 when env_kwargs or wrapper is set (Ray workers make envs by id alone)",
+        )
         _check(isinstance(self.ray_address, str), "ray_address", "a string (HEAD_IP:PORT)")
         _check(self.worker_timeout > 0, "worker_timeout", "> 0 seconds")
         _check(self.seed >= 0, "seed", ">= 0")
@@ -172,6 +194,7 @@ class TrainConfig:
         """Plain types only, so it survives ``torch.load(weights_only=True)`` and JSON."""
         data = dataclasses.asdict(self)
         data.pop("extra")
+        data["env_kwargs"] = dict(self.env_kwargs)
         data["hidden_sizes"] = list(self.hidden_sizes)
         return data
 
@@ -198,9 +221,9 @@ def _check_type(name: str, value: Any, hint: Any) -> None:
     ``128.9`` or ``inf`` is a one-line ConfigError instead of a silently different run."""
     expected = _type_error(value, hint)
     if expected is not None:
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         raise ConfigError(
-            f"config field {name!r} must be {expected}, got {shown} ({type(value).__name__})"
+            f"config field {name!r} must be {expected}, got {shown_value(value)} "
+            f"({type(value).__name__})"
         )
 
 
@@ -215,6 +238,8 @@ def _type_error(value: Any, hint: Any) -> str | None:
         return None if error is None else f"{error} or null"
     if hint is bool:
         return None if isinstance(value, bool) else "true or false"
+    if _is_int(value) and abs(value) > MAX_INT and hint in (int, float):
+        return f"a number of at most {MAX_INT} (this one is a number too large)"
     if hint is int:
         return None if _is_int(value) else "an integer"
     if hint is float:
@@ -227,7 +252,9 @@ def _type_error(value: Any, hint: Any) -> str | None:
         names = [repr(a) for a in args]
         return None if ok else ", ".join(names[:-1]) + " or " + names[-1]
     if origin is tuple and args[1:] == (Ellipsis,) and args[0] is int:
-        ok = isinstance(value, (list, tuple)) and all(_is_int(v) and v >= 1 for v in value)
+        ok = isinstance(value, (list, tuple)) and all(
+            _is_int(v) and 1 <= v <= MAX_INT for v in value
+        )
         return (
             None if ok and len(value) >= 1 else "one or more positive widths (a list of integers)"
         )

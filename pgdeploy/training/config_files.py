@@ -13,16 +13,18 @@ import dataclasses
 import inspect
 import itertools
 import json
+import re
 import sys
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pgdeploy._io import atomic_write_text
+from pgdeploy._io import atomic_write_text, decode_utf8, read_small_file
 from pgdeploy._optional import require
-from pgdeploy.errors import ConfigError
+from pgdeploy.errors import ConfigError, EnvModuleRefusedError
+from pgdeploy.spec import check_env_id
 from pgdeploy.training.config import TrainConfig
 
 #: Fields that are not hyperparameters and get no generated flag.
@@ -41,6 +43,22 @@ class ConfigField:
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def help(self) -> str:
+        """The docstring's first sentence: what the field is. The why (and any measured
+        figure) stays in the docstring, not in ``pgdeploy train --help``."""
+        text = self.doc.replace("``", "")
+        first = re.split(r"(?<=;)\s+|(?<=\.)\s+(?=[A-Z(])", text, maxsplit=1)[0]
+        return first.rstrip(";") + ("" if first.endswith(".") else ".")
+
+    @property
+    def none_is(self) -> str:
+        """What ``None`` means for an optional field, shown as its default."""
+        return _NONE_MEANS.get(self.name, "none")
+
+
+_NONE_MEANS = {"solve_threshold": "env's reward_threshold", "max_episode_steps": "env's time limit"}
 
 
 def config_fields() -> list[ConfigField]:
@@ -73,41 +91,84 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
+#: A config file is a few dozen values; anything larger is refused unread.
+MAX_CONFIG_BYTES = 1 << 20
+
+#: Fields whose value names Python code to import (``module:...``).
+MODULE_FIELDS = ("env_id", "wrapper")
+
+
+def load_config_file(
+    path: str | Path,
+    *,
+    trust_env_module: bool = False,
+    confirmed: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """A flat mapping of TrainConfig fields from ``.toml``, ``.yaml``/``.yml`` or ``.json``.
 
-    Unknown keys are refused here (with the known ones listed) so a typo never silently
-    falls back to a default.
+    The file is data: read as at most ``MAX_CONFIG_BYTES`` bytes of UTF-8 from a regular
+    file; unknown keys are refused (so a typo never falls back to a default); and a field
+    that would import a module (an ``env_id`` or ``wrapper`` with a ``module:`` part) is
+    refused unless ``trust_env_module`` or the same value is in ``confirmed`` (what the user
+    typed on the command line): only the user's own words name code to run.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+    shown = ascii(str(path))
+    what = f"config file {shown}"
+    data_bytes = read_small_file(
+        path, limit=MAX_CONFIG_BYTES, what="config file", error=ConfigError
+    )
+    text = decode_utf8(data_bytes, what=what, error=ConfigError)
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
+    if suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(f"{what} has suffix {suffix!a}; expected .toml, .yaml, .yml or .json")
     try:
-        if suffix == ".toml":
-            data = _load_toml(text)
-        elif suffix in (".yaml", ".yml"):
-            data = _load_yaml(text)
-        elif suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise ConfigError(
-                f"config file {path} has suffix {suffix!r}; expected .toml, .yaml, .yml or .json"
-            )
+        data = _PARSERS[suffix](text)
     except ConfigError:
         raise
     except Exception as exc:  # each parser has its own error type
-        raise ConfigError(f"cannot parse config file {path}: {exc}") from exc
+        raise ConfigError(f"cannot parse {what}: {_parse_reason(exc)}") from None
     if not isinstance(data, Mapping):
-        raise ConfigError(f"config file {path} must hold a mapping of fields, got {type(data)}")
+        raise ConfigError(f"{what} must hold a mapping of fields, got {type(data).__name__}")
     known = {f.name for f in config_fields()}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(ascii(key) for key in set(data) - known)
     if unknown:
         raise ConfigError(
-            f"config file {path} has unknown keys {unknown}; expected some of {sorted(known)}"
+            f"{what} has unknown keys [{', '.join(unknown[:10])}]; expected some of {sorted(known)}"
         )
+    typed = confirmed or {}
+    unconfirmed = {k: v for k, v in data.items() if k not in typed or typed[k] != v}
+    check_module_fields(unconfirmed, source=what, trusted=trust_env_module)
     return dict(data)
+
+
+def check_module_fields(data: Mapping[str, Any], *, source: str, trusted: bool) -> None:
+    """Refuse a ``module:`` env id or wrapper from a file unless the user trusts it; env ids
+    must match the one grammar (:func:`pgdeploy.spec.check_env_id`) either way."""
+    if isinstance(data.get("env_id"), str):
+        check_env_id(data["env_id"], source=f"{source}: env_id")
+    for name in MODULE_FIELDS:
+        value = data.get(name)
+        if isinstance(value, str) and ":" in value and not trusted:
+            module = value.split(":", 1)[0]
+            label, flag = ("env", "--env") if name == "env_id" else ("wrapper", "--wrapper")
+            raise EnvModuleRefusedError(
+                f"{source} names {label} {ascii(value)[:80]}, which would import the Python "
+                f"module {ascii(module)[:60]}; pgdeploy never imports a module a file names. "
+                f"Pass {flag} {value} on the command line (or --trust-env-module) if you trust "
+                "that module"
+            )
+
+
+def _parse_reason(exc: Exception) -> str:
+    """The parser's complaint in one escaped line; a too-long integer is named as such."""
+    text = str(exc)
+    if isinstance(exc, ValueError) and "integer string conversion" in text:
+        return "it holds a number too large (more than 4300 digits)"
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply"
+    line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return ascii(line)[1:-1][:200]
 
 
 def _load_toml(text: str) -> Any:
@@ -163,6 +224,14 @@ def _expanded_size(node: Any, memo: dict[int, int]) -> int:
                     break
     memo[key] = min(total, MAX_YAML_NODES + 1)
     return memo[key]
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    ".toml": _load_toml,
+    ".yaml": _load_yaml,
+    ".yml": _load_yaml,
+    ".json": json.loads,
+}
 
 
 def build_config(*layers: Mapping[str, Any]) -> TrainConfig:

@@ -157,8 +157,16 @@ class RolloutCollector:
         max_episode_steps: int | None = None,
         sampler_seed: np.random.SeedSequence | None = None,
         vectorization: Vectorization = "auto",
+        env_kwargs: Mapping[str, object] | None = None,
+        wrapper: str = "",
     ) -> None:
-        self.envs = make_vector_env(spec.env_id, num_envs, vectorization=vectorization)
+        self.envs = make_vector_env(
+            spec.env_id,
+            num_envs,
+            vectorization=vectorization,
+            env_kwargs=env_kwargs,
+            wrapper=wrapper,
+        )
         self.vectorization = describe_vectorization(self.envs)
         self.num_envs = num_envs
         self.policy = SoftmaxPolicy(spec, hidden_sizes=hidden_sizes, obs_clip=obs_clip)

@@ -20,7 +20,7 @@ from pgdeploy._io import check_writable
 from pgdeploy._optional import require
 from pgdeploy.errors import ConfigError
 from pgdeploy.training.config import TrainConfig
-from pgdeploy.training.config_files import build_config, load_config_file
+from pgdeploy.training.config_files import build_config, check_module_fields, load_config_file
 from pgdeploy.training.presets import preset_for
 
 if TYPE_CHECKING:
@@ -64,19 +64,17 @@ def resolve_config(
     ``overrides`` or the config file) or passes ``trust_env_module``.
     """
     given = dict(overrides or {})
-    from_file = load_config_file(config_file) if config_file is not None else {}
+    from_file = (
+        load_config_file(config_file, trust_env_module=trust_env_module, confirmed=given)
+        if config_file is not None
+        else {}
+    )
     resume = resume if resume is not None else resume_from
     if resume is not None:
         checkpoint = load_resumable(resume)
         config = build_config(checkpoint.config.to_dict(), from_file, given)
-        if "env_id" not in given and "env_id" not in from_file:
-            from pgdeploy.envs.making import env_id_from_file
-
-            env_id_from_file(
-                config.env_id,
-                source="the checkpoint being resumed",
-                trust_env_module=trust_env_module,
-            )
+        named = {k: v for k, v in config.to_dict().items() if k not in {**from_file, **given}}
+        check_module_fields(named, source="the checkpoint being resumed", trusted=trust_env_module)
         from pgdeploy.training.checkpoint import check_resumable
 
         check_resumable(checkpoint, config)
@@ -136,7 +134,9 @@ def run_training(
     from pgdeploy.training.signals import StopRequest, stop_on_signals
     from pgdeploy.training.train import train
 
-    spec = policy_spec(config.env_id)  # the env can be made, with spaces pgdeploy supports
+    spec = policy_spec(
+        config.env_id, env_kwargs=config.env_kwargs, wrapper=config.wrapper
+    )  # the env can be made, with spaces pgdeploy supports
     if require_threshold and config.solve_threshold is None and spec.reward_threshold is None:
         raise ConfigError(
             f"{config.env_id} has no reward threshold, so no run can count as solved; "

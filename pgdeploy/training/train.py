@@ -119,7 +119,7 @@ def train(
     """
     torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
-    spec = policy_spec(config.env_id)
+    spec = policy_spec(config.env_id, env_kwargs=config.env_kwargs, wrapper=config.wrapper)
     if resume_from is not None:
         check_resumable(resume_from, config)
         check_same_spaces(resume_from, spec)

@@ -109,6 +109,25 @@ class CExportReport:
     #: flash/RAM of policy.o (Cortex-M4F when arm-none-eabi-gcc is present, else host).
     footprint: Footprint | None = None
 
+    def render(self) -> str:
+        """What was written and verified, and the object's footprint."""
+        what = f"{self.header} and {self.source} compiled with {self.compiler} and"
+        if self.quantization is not None:
+            lines = [
+                f"c: {what} verified against the float policy on {self.n_random} random and "
+                f"{self.n_on_policy} on-policy observations; {self.quantization.describe()}"
+            ]
+        elif self.check is not None:
+            lines = [
+                self.check.render(what, self.n_random, self.n_on_policy),
+                f"verified builds: {', '.join(self.verified_builds)}",
+            ]
+        else:
+            lines = [f"c: {self.header} and {self.source} written, not verified"]
+        if self.footprint is not None:
+            lines.append(f"footprint of policy.o, {self.footprint.describe()}")
+        return "\n".join(lines)
+
     @property
     def verified_builds(self) -> tuple[str, ...]:
         """The builds the shipped bytes were verified under, e.g. ``"c11 -O2"``."""
