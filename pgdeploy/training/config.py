@@ -73,6 +73,13 @@ class TrainConfig:
     max_episode_steps: int | None = None
     """Cut training episodes at this many steps; ``None`` uses the env's own time limit
     (envs without one, e.g. CliffWalking, are cut at 10,000 steps)."""
+    iteration_steps: int = 1000
+    """Most steps one iteration takes from each env, so an iteration (and the overshoot of
+    ``total_timesteps``, which the last iteration also never passes by more than
+    ``num_envs - 1`` steps) is bounded however long episodes are. An episode still running
+    at this bound continues in the next iteration; only its finishing part enters a
+    gradient, so returns stay complete. At or above the episode length, one episode per
+    env per iteration, as in plain REINFORCE."""
     stop_on_solve: bool = True
     """Stop as soon as the mean of the last ``solve_window`` episodes reaches the threshold."""
     solve_threshold: float | None = None
@@ -150,6 +157,7 @@ class TrainConfig:
             "max_episode_steps",
             ">= 1 or None",
         )
+        _check(self.iteration_steps >= 1, "iteration_steps", ">= 1")
         _check(self.obs_clip > 0, "obs_clip", "> 0")
         _check(self.entropy_coef >= 0, "entropy_coef", ">= 0")
         _check(self.max_grad_norm >= 0, "max_grad_norm", ">= 0 (0 disables clipping)")

@@ -57,8 +57,8 @@ def resolve_config(
     (skipped when ``use_preset`` is false or when resuming), ``config_file``, ``overrides``.
 
     ``resume``: a run folder, its ``model.pt``, or a loaded Checkpoint (``resume_from`` is the
-    older spelling); its saved config replaces the defaults and the preset, and a config
-    that changes the policy (env, network) or leaves no budget is refused here. Its env id
+    older spelling); its saved config replaces the defaults and the preset (whether the new
+    config can continue it is checked once, when training starts). Its env id
     is data from a file, so a ``module:EnvId`` there is refused
     (:func:`pgdeploy.envs.env_id_from_file`) unless the user names the env (``env_id`` in
     ``overrides`` or the config file) or passes ``trust_env_module``.
@@ -77,9 +77,6 @@ def resolve_config(
                 source="the checkpoint being resumed",
                 trust_env_module=trust_env_module,
             )
-        from pgdeploy.training.checkpoint import check_resumable
-
-        check_resumable(checkpoint, config)
         return ResolvedConfig(config, resume_from=checkpoint)
     env_id = given.get("env_id", from_file.get("env_id", TrainConfig.env_id))
     preset = preset_for(env_id) if use_preset else {}
@@ -131,7 +128,6 @@ def run_training(
     require_training_extras(tensorboard=tensorboard_dir is not None)
     from pgdeploy.envs.making import policy_spec
     from pgdeploy.training.callbacks import ProgressReporter, TensorBoardWriter
-    from pgdeploy.training.checkpoint import check_resumable, check_same_spaces
     from pgdeploy.training.run_folder import RunFolder, detect_metrics_format, new_run_dir
     from pgdeploy.training.signals import StopRequest, stop_on_signals
     from pgdeploy.training.train import train
@@ -143,9 +139,6 @@ def run_training(
             "set solve_threshold"
         )
     own_dir = resume_from.path.parent if resume_from and resume_from.path else None
-    if resume_from is not None:
-        check_resumable(resume_from, config)
-        check_same_spaces(resume_from, spec)
     folder_path = Path(out_dir) if out_dir is not None else own_dir
     continuing = own_dir is not None and folder_path is not None and _same(folder_path, own_dir)
     if folder_path is None:
@@ -154,17 +147,17 @@ def run_training(
     folder = RunFolder(folder_path, metrics_format=fmt)
     if tensorboard_dir is not None:
         check_writable(tensorboard_dir)
-    folder.prepare(overwrite=overwrite, continuing=continuing)
+    folder.prepare(overwrite=overwrite, continuing=continuing)  # claims it until the end
     callbacks: list[Any] = []
-    if tensorboard_dir is not None:
-        callbacks.append(TensorBoardWriter(tensorboard_dir))
-    if progress is not False:
-        stream = None if progress is True else progress
-        callbacks.append(ProgressReporter(config.total_timesteps, stream=stream))
-    signals: contextlib.AbstractContextManager[StopRequest | None] = (
-        stop_on_signals() if handle_signals else contextlib.nullcontext()
-    )
     try:
+        if tensorboard_dir is not None:
+            callbacks.append(TensorBoardWriter(tensorboard_dir))
+        if progress is not False:
+            stream = None if progress is True else progress
+            callbacks.append(ProgressReporter(config.total_timesteps, stream=stream))
+        signals: contextlib.AbstractContextManager[StopRequest | None] = (
+            stop_on_signals() if handle_signals else contextlib.nullcontext()
+        )
         with signals as stop:
             return train(
                 config,
@@ -176,6 +169,7 @@ def run_training(
     finally:
         for callback in callbacks:
             callback.close()
+        folder.release()
 
 
 def outcome_line(summary: Mapping[str, Any]) -> str:
