@@ -270,7 +270,7 @@ class RolloutCollector:
             self._carried[:] = False
             self._length[:], self._return[:] = 0, 0.0
             return self._flat(raw)
-        obs = self._carry_obs.copy()
+        obs: npt.NDArray[np.float32] = self._carry_obs.copy()
         if not carried.all():
             raw, _ = self.envs.reset(options={"reset_mask": ~carried})
             obs[~carried] = self._flat(raw)[~carried]
@@ -279,7 +279,7 @@ class RolloutCollector:
     def _flat(self, raw: Any) -> npt.NDArray[np.float32]:
         if self.flatten is None:
             return np.asarray(raw, dtype=np.float32)
-        return cast(npt.NDArray[np.float32], self.flatten(raw))
+        return self.flatten(raw)
 
     def rng_state(self) -> str:
         """The envs' and the sampler's RNG states as JSON (what a resumed run continues from).
