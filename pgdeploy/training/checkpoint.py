@@ -26,8 +26,8 @@ import torch
 
 from pgdeploy import __version__
 from pgdeploy._io import atomic_write
-from pgdeploy.errors import CheckpointError, ConfigError
-from pgdeploy.spec import FORMAT_VERSION, READABLE_VERSIONS, PolicySpec
+from pgdeploy.errors import CheckpointError, ConfigError, InvalidArgumentError
+from pgdeploy.spec import FORMAT_VERSION, READABLE_VERSIONS, PolicySpec, check_env_id
 from pgdeploy.training.checkpoint_file import checkpoint_file
 from pgdeploy.training.checkpoint_safety import (
     MAX_CHECKPOINT_BYTES,
@@ -140,8 +140,9 @@ def checkpoint_from_dict(data: Any, *, source: str) -> Checkpoint:
             )
     try:
         config = TrainConfig.from_dict(data["config"])
+        check_env_id(config.env_id, source="its config's env id")
         spec = PolicySpec.from_dict(data["spec"])
-    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+    except (ConfigError, InvalidArgumentError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source} has an invalid config or spec: {exc}") from exc
     _check_weights(state, config, spec, source=source)
     check_training_section(data.get("training") or {}, source=source)

@@ -22,6 +22,10 @@ Vectorization = Literal["auto", "native", "sync", "subprocess"]
 MAX_HIDDEN_WIDTH = 1 << 16
 MAX_HIDDEN_LAYERS = 64
 MAX_HIDDEN_WEIGHTS = 1 << 28
+#: Upper bounds on counts, so a config file or checkpoint saying 2**300 is refused here
+#: instead of overflowing (or looping) inside torch, numpy or gymnasium.
+MAX_NUM_ENVS = 1 << 16
+MAX_COUNT = 1 << 53
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,22 @@ class TrainConfig:
             f"layers with at most {MAX_HIDDEN_WEIGHTS} weights between them",
         )
         _check(isinstance(self.env_id, str) and bool(self.env_id), "env_id", "a non-empty id")
-        _check(self.num_envs >= 1, "num_envs", ">= 1")
+        _check(1 <= self.num_envs <= MAX_NUM_ENVS, "num_envs", f"in [1, {MAX_NUM_ENVS}]")
+        for name in (
+            "seed",
+            "total_timesteps",
+            "iteration_steps",
+            "solve_window",
+            "checkpoint_every",
+        ):
+            _check(getattr(self, name) < MAX_COUNT, name, "below 2**53")
+        _check(
+            self.max_episode_steps is None or self.max_episode_steps < MAX_COUNT,
+            "max_episode_steps",
+            "below 2**53",
+        )
+        _check(self.torch_threads <= 1024, "torch_threads", "<= 1024")
+        _check(self.value_epochs <= 10_000, "value_epochs", "<= 10000")
         _check(
             len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
             "hidden_sizes",
@@ -226,7 +245,8 @@ def _type_error(value: Any, hint: Any) -> str | None:
     if hint is int:
         return None if _is_int(value) else "an integer"
     if hint is float:
-        ok = (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+        ok = isinstance(value, float) or (_is_int(value) and abs(value) < 2**1000)
+        ok = ok and math.isfinite(value)
         return None if ok else "a finite number"
     if hint is str:
         return None if isinstance(value, str) else "a string"

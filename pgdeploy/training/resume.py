@@ -128,8 +128,9 @@ def resume_state(checkpoint: Checkpoint, config: TrainConfig, spec: PolicySpec) 
     if not isinstance(optimizer, dict):
         raise CheckpointError(f"checkpoint's resume 'optimizer' is {shown(optimizer)}, not a dict")
     value = saved.get("value")
-    if value is not None and not isinstance(value, dict):
-        raise CheckpointError(f"checkpoint's resume 'value' is {shown(value)}, not a dict")
+    if value is not None:
+        _value_state(value)
+    _statistics(checkpoint)
     return ResumeState(
         **counters,
         window=_window(saved["window"], checkpoint.config.solve_window),
@@ -140,6 +141,25 @@ def resume_state(checkpoint: Checkpoint, config: TrainConfig, spec: PolicySpec) 
         rng=_rng(saved.get("rng"), num_envs=checkpoint.config.num_envs),
         value=value,
     )
+
+
+def _value_state(value: Any) -> None:
+    """The value baseline's saved net: string names to finite tensors (shapes are checked
+    against the net when it is loaded)."""
+    net = value.get("net") if isinstance(value, dict) else None
+    ok = isinstance(net, dict) and isinstance(value.get("optimizer"), dict)
+    ok = ok and all(isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in net.items())
+    if not ok or non_finite_weights(net):
+        raise CheckpointError(
+            "checkpoint's resume 'value' must hold 'net' (names to finite tensors) and 'optimizer'"
+        )
+
+
+def _statistics(checkpoint: Checkpoint) -> None:
+    """Observation statistics a run can have: variance and count >= 0."""
+    for name, tensor in checkpoint.state_dict.items():
+        if name.endswith(("obs_var", "obs_count")) and bool((tensor < 0).any()):
+            raise CheckpointError(f"checkpoint's {name} must be >= 0 (a variance or a count)")
 
 
 def _check_compatible(checkpoint: Checkpoint, config: TrainConfig, spec: PolicySpec) -> None:
@@ -171,8 +191,8 @@ def _count(value: Any, name: str) -> int:
 
 
 def _finite(value: Any, name: str) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(float(value)) or abs(value) > 1e300:
+    """A float as pgdeploy writes one (not an int, which could be 10**400), finite."""
+    if not isinstance(value, float) or not math.isfinite(value) or abs(value) > 1e300:
         raise CheckpointError(
             f"checkpoint's resume {name} must be a finite number, got {shown(value)}"
         )
@@ -181,8 +201,10 @@ def _finite(value: Any, name: str) -> float:
 
 def _seconds(value: Any) -> float:
     seconds = _finite(value, "'wall_seconds'")
-    if seconds < 0:
-        raise CheckpointError(f"checkpoint's resume 'wall_seconds' must be >= 0, got {seconds!r}")
+    if not 0 <= seconds <= 1e12:
+        raise CheckpointError(
+            f"checkpoint's resume 'wall_seconds' must be in [0, 1e12], got {seconds!r}"
+        )
     return seconds
 
 
