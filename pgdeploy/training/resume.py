@@ -146,7 +146,7 @@ def resume_state(checkpoint: Checkpoint, config: TrainConfig, spec: PolicySpec) 
 def _value_state(value: Any) -> None:
     """The value baseline's saved net: string names to finite tensors (shapes are checked
     against the net when it is loaded)."""
-    net = value.get("net") if isinstance(value, dict) else None
+    net: Any = value.get("net") if isinstance(value, dict) else None
     ok = isinstance(net, dict) and isinstance(value.get("optimizer"), dict)
     ok = ok and all(isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in net.items())
     if not ok or non_finite_weights(net):
