@@ -60,3 +60,69 @@ def test_disk_full_mid_run_keeps_the_last_saved_set(
     ):
         train(more, out_dir=tmp_path, resume_from=saved)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_folder_is_claimed_by_one_writer_at_a_time(tmp_path: Path) -> None:
+    from pgdeploy.training.run_folder import RunFolder
+
+    first, second = RunFolder(tmp_path / "run"), RunFolder(tmp_path / "run")
+    assert first.claim()
+    with pytest.raises(
+        RunFolderError, match=rf"run is being written by another training run \(pid {os.getpid()}\)"
+    ):
+        second.prepare()
+    with pytest.raises(RunFolderError, match="being written by another training run"):
+        train(CONFIG, out_dir=tmp_path / "run")
+    assert not (tmp_path / "run" / "model.pt").exists()
+    first.release()
+    assert second.claim() and (tmp_path / "run" / ".pgdeploy.lock").exists()
+    second.release()
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_two_trainings_started_into_one_empty_folder_one_is_refused(tmp_path: Path) -> None:
+    """The issue's race: both used to find the folder empty, and the first run was lost."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    for trial in range(2):
+        folder = tmp_path / f"run{trial}"
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pgdeploy",
+                    "train",
+                    "--env",
+                    "tests.tiny_envs:Guess-v0",
+                    "--num-envs",
+                    "2",
+                    "--hidden-sizes",
+                    "8",
+                    "--total-timesteps",
+                    "20000",
+                    "--no-stop-on-solve",
+                    "--seed",
+                    str(seed),
+                    "--out",
+                    str(folder),
+                    "-q",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=root,
+            )
+            for seed in (1, 2)
+        ]
+        outcomes = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+        codes = sorted(code for code, _, _ in outcomes)
+        assert codes == [0, 1], outcomes
+        loser = next(err for code, _, err in outcomes if code == 1)
+        assert len(loser.strip().splitlines()) == 1, loser
+        assert "being written by another training run" in loser or "already holds a run" in loser
+        winner = 1 + [code for code, _, _ in outcomes].index(0)
+        assert load_checkpoint(folder / "model.pt").config.seed == winner

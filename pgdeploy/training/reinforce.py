@@ -139,7 +139,13 @@ class ReinforceLearner:
         iteration: the learner's state is kept here, for :meth:`step` to fall back on.
         """
         self._start = [t.detach().clone() for t in self._tensors()]
-        returns = discounted_returns(batch.rewards, batch.mask, self.config.gamma)
+        with np.errstate(over="ignore", invalid="ignore"):
+            returns = discounted_returns(batch.rewards, batch.mask, self.config.gamma)
+        if not np.isfinite(returns[batch.mask]).all():
+            raise TrainingDivergedError(
+                "a return was not finite (the env gave an infinite or NaN reward, or rewards "
+                "too large for float32)"
+            )
         if self.config.baseline == "timestep":
             returns = returns - timestep_baseline(returns, batch.mask)
         adv = returns[batch.mask]
