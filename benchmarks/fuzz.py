@@ -8,7 +8,8 @@ of a real model (operator swaps, shape edits, metadata edits, invalid UTF-8 in t
 metadata), and with ``--checkpoint-cases N`` hostile resume states of a real
 ``model.pt`` (tests/checkpoint_attacks.py), and counts outcomes. A "crash" is the process
 dying (it would not get to print); an "untyped error" is any exception that is not a
-pgdeploy error. Both must be 0. ``--seed`` fixes every generator, so a run can be split into chunks and totalled.
+pgdeploy error. Both must be 0. ``--seed`` fixes every generator, so a run can be split
+into chunks and totalled.
 """
 
 from __future__ import annotations
