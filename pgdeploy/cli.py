@@ -210,7 +210,8 @@ def train(
     (--checkpoint-every, --checkpoint-seconds), at the end, and on Ctrl-C or SIGTERM. The
     last line says SOLVED or NOT SOLVED.
     """
-    from pgdeploy.training.run import outcome_line, resolve_config, run_training
+    from pgdeploy.training.launch import resolve_config, run_training
+    from pgdeploy.training.outcome import outcome_line
 
     given = {k: v for k, v in fields.items() if _given(ctx, k)}
     resolved = resolve_config(

@@ -36,8 +36,8 @@ from pgdeploy.errors import RolloutWorkerError
 from pgdeploy.training.callbacks import IterationStats
 from pgdeploy.training.checkpoint import load_checkpoint
 from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.launch import resolve_config
 from pgdeploy.training.ray_collector import RayCollector
-from pgdeploy.training.run import resolve_config
 from pgdeploy.training.train import TrainResult, train
 from tests.tiny_envs import Guess
 

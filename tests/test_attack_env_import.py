@@ -20,7 +20,7 @@ from pgdeploy.envs.making import env_id_from_file, make_env_from_file
 from pgdeploy.errors import EnvModuleRefusedError
 from pgdeploy.export import export_checkpoint
 from pgdeploy.training.checkpoint import load_checkpoint
-from pgdeploy.training.run import resolve_config
+from pgdeploy.training.launch import resolve_config
 from tests.attack_files import (
     checkpoint_dict,
     load_onnx,

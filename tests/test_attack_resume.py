@@ -21,7 +21,7 @@ import torch
 import tests.tiny_envs  # noqa: F401 - registers Guess-v0
 from pgdeploy.errors import PgdeployError
 from pgdeploy.training.config import TrainConfig
-from pgdeploy.training.run import resolve_config
+from pgdeploy.training.launch import resolve_config
 from pgdeploy.training.train import TrainResult, train
 from tests.checkpoint_attacks import apply, mutations
 

@@ -18,8 +18,8 @@ from pgdeploy.envs.making import policy_spec
 from pgdeploy.errors import CheckpointError
 from pgdeploy.training.checkpoint import Checkpoint, load_checkpoint
 from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.launch import resolve_config
 from pgdeploy.training.resume import decode_history, encode_history, resume_state
-from pgdeploy.training.run import resolve_config
 from pgdeploy.training.train import IterationStats, train
 
 

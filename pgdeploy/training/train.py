@@ -11,7 +11,7 @@ One iteration, in :func:`_iterate`, top to bottom:
 4. step: one Adam step, refused when anything is non-finite (:meth:`ReinforceLearner.step`);
 5. record: counters, the solved window, the metrics history (:mod:`~pgdeploy.training.record`)
    and the best weights (:class:`BestPolicy`);
-6. save: the run's artefacts as one set into its folder (:mod:`~pgdeploy.training.run_folder`)
+6. save: the run's artefacts as one set into its folder (:mod:`~pgdeploy.training.folder`)
    every ``checkpoint_every`` iterations and/or ``checkpoint_seconds``, at the end, and when
    ``should_stop`` asks (Ctrl-C/SIGTERM through :mod:`~pgdeploy.training.signals`).
 
@@ -44,13 +44,13 @@ from pgdeploy.training.checkpoint import Checkpoint, save_checkpoint
 from pgdeploy.training.checkpoint_safety import non_finite_weights
 from pgdeploy.training.collector import Collector, make_collector
 from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.folder import RunFolder
 from pgdeploy.training.outcome import health_warnings
 from pgdeploy.training.policy import SoftmaxPolicy
 from pgdeploy.training.record import TrainingRecord
 from pgdeploy.training.reinforce import ReinforceLearner, UpdateStats
 from pgdeploy.training.resume import ResumeState, resume_payload, resume_state
 from pgdeploy.training.rollout import RolloutCollector
-from pgdeploy.training.run_folder import RunFolder
 
 
 @dataclass(frozen=True)

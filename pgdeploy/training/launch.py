@@ -4,8 +4,8 @@
 a config file, explicit overrides, or a run being resumed); :func:`run_training` checks
 every precondition before the first step of work (extras installed, env makeable, resume
 compatible, output folder free and writable), then trains with the usual callbacks,
-saving the run's artefacts as one set (:mod:`pgdeploy.training.run_folder`) periodically,
-at the end, and on Ctrl-C/SIGTERM. :func:`outcome_line` says whether the run solved.
+saving the run's artefacts as one set (:mod:`pgdeploy.training.folder`) periodically,
+at the end, and on Ctrl-C/SIGTERM.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def run_training(
     require_training_extras(tensorboard=tensorboard_dir is not None)
     from pgdeploy.envs.making import policy_spec
     from pgdeploy.training.callbacks import ProgressReporter, TensorBoardWriter
-    from pgdeploy.training.run_folder import RunFolder, detect_metrics_format, new_run_dir
+    from pgdeploy.training.folder import RunFolder, detect_metrics_format, new_run_dir
     from pgdeploy.training.signals import StopRequest, stop_on_signals
     from pgdeploy.training.train import train
 
@@ -170,13 +170,6 @@ def run_training(
         for callback in callbacks:
             callback.close()
         folder.release()
-
-
-def outcome_line(summary: Mapping[str, Any]) -> str:
-    """``SOLVED: ...`` or ``NOT SOLVED: ...``; see :mod:`pgdeploy.training.outcome`."""
-    from pgdeploy.training.outcome import outcome_line as line
-
-    return line(summary)
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -13,8 +13,8 @@ import tests.tiny_envs  # noqa: F401 - registers Guess-v0
 from pgdeploy.errors import RunFolderError, WriteError
 from pgdeploy.training.checkpoint import load_checkpoint
 from pgdeploy.training.config import TrainConfig
-from pgdeploy.training.run import run_training
-from pgdeploy.training.run_folder import new_run_dir
+from pgdeploy.training.folder import new_run_dir
+from pgdeploy.training.launch import run_training
 from pgdeploy.training.train import train
 
 CONFIG = TrainConfig(env_id="Guess-v0", num_envs=2, hidden_sizes=(8,), total_timesteps=48)
@@ -63,7 +63,7 @@ def test_disk_full_mid_run_keeps_the_last_saved_set(
 
 
 def test_a_folder_is_claimed_by_one_writer_at_a_time(tmp_path: Path) -> None:
-    from pgdeploy.training.run_folder import RunFolder
+    from pgdeploy.training.folder import RunFolder
 
     first, second = RunFolder(tmp_path / "run"), RunFolder(tmp_path / "run")
     assert first.claim()
