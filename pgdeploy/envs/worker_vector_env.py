@@ -261,7 +261,7 @@ def _reset(envs: Any, seeds: list[int] | None, options: dict[str, Any] | None) -
 
 def _worker(pipe: Connection, env_id: str, num_envs: int) -> None:
     """A worker's loop: a ``SyncVectorEnv`` over its slice, driven by (command, data) pairs."""
-    for sig in _PARENT_SIGNALS:  # already ignored from the start; kept so if started otherwise
+    for sig in _PARENT_SIGNALS:  # already ignored from the start (kept so if started otherwise)
         signal.signal(sig, signal.SIG_IGN)
     envs: Any = None
     try:
