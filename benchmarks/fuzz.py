@@ -296,13 +296,15 @@ def checkpoint_cases(cases: int, seed: int, folder: Path) -> None:
     base["config"]["total_timesteps"] = 10**6
     family = list(mutations(base))
     rng = random.Random(seed)
+    # One policy and optimiser for every case: a restore that refuses changes nothing.
+    policy = checkpoint_from_dict(base, source="base").build_policy()
+    optimizer = Adam(policy.parameters(), lr=0.01)
 
     def attempt(data: dict[str, Any]) -> None:
         check_plain_data(data, source="fuzz")
         checkpoint = checkpoint_from_dict(data, source="fuzz")
         resumed = resume_state(checkpoint, checkpoint.config, checkpoint.spec)
-        policy = checkpoint.build_policy()
-        resumed.restore(checkpoint, policy, Adam(policy.parameters(), lr=0.01))
+        resumed.restore(checkpoint, policy, optimizer)
         counts["checkpoint mutations: accepted"] += 1
 
     for _ in range(cases):

@@ -96,6 +96,8 @@ def check_plain_data(data: Any, *, source: str) -> None:
             raise CheckpointError(
                 f"{source} is nested more than {MAX_NESTING} levels deep; not a pgdeploy checkpoint"
             )
+        if items + len(children) > MAX_ITEMS:  # refused by its length, before a walk
+            raise CheckpointError(f"{source} holds more than {MAX_ITEMS} values")
         stack.extend((child, depth + 1) for child in children)
 
 
