@@ -284,6 +284,7 @@ def checkpoint_cases(cases: int, seed: int, folder: Path) -> None:
     from pgdeploy.training.checkpoint import checkpoint_from_dict
     from pgdeploy.training.checkpoint_safety import check_plain_data
     from pgdeploy.training.config import TrainConfig
+    from pgdeploy.training.launch import resolve_config
     from pgdeploy.training.optim import Adam
     from pgdeploy.training.resume import resume_state
     from pgdeploy.training.train import train
@@ -300,10 +301,11 @@ def checkpoint_cases(cases: int, seed: int, folder: Path) -> None:
     policy = checkpoint_from_dict(base, source="base").build_policy()
     optimizer = Adam(policy.parameters(), lr=0.01)
 
-    def attempt(data: dict[str, Any]) -> None:
+    def attempt(data: dict[str, Any]) -> None:  # what `pgdeploy train --resume` trusts
         check_plain_data(data, source="fuzz")
         checkpoint = checkpoint_from_dict(data, source="fuzz")
-        resumed = resume_state(checkpoint, checkpoint.config, checkpoint.spec)
+        config = resolve_config(resume=checkpoint).config  # refuses module env ids
+        resumed = resume_state(checkpoint, config, checkpoint.spec)
         resumed.restore(checkpoint, policy, optimizer)
         counts["checkpoint mutations: accepted"] += 1
 

@@ -210,7 +210,7 @@ def random_mutation(
     for name, apply in chosen:
         try:
             apply(data)
-        except (KeyError, IndexError, TypeError, AttributeError):
+        except (KeyError, IndexError, TypeError, AttributeError, RuntimeError):
             continue  # an earlier member removed what this one edits
         names.append(name)
     return " + ".join(names), data
