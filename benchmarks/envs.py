@@ -32,8 +32,8 @@ from pgdeploy.envs.making import make_env
 from pgdeploy.export import export_checkpoint
 from pgdeploy.runtime import Agent, play
 from pgdeploy.training.checkpoint import load_checkpoint
+from pgdeploy.training.launch import resolve_config
 from pgdeploy.training.presets import preset_for
-from pgdeploy.training.run import resolve_config
 from pgdeploy.training.train import BEST_CHECKPOINT, train
 
 #: Env ids benchmarked, with overrides of the benchmark (not presets): budgets that fit a

@@ -5,9 +5,11 @@
 Feeds hypothesis-generated arrays to act/act_batch/probs (reject and clip agents), random
 bytes and corrupted copies of a real model to ``Agent.load``, and graph-level mutations
 of a real model (operator swaps, shape edits, metadata edits, invalid UTF-8 in the
-metadata), and counts outcomes. A "crash" is the process dying (it would not get to
-print); an "untyped error" is any exception that is not a pgdeploy error. Both must be
-0. ``--seed`` fixes every generator, so a run can be split into chunks and totalled.
+metadata), and with ``--checkpoint-cases N`` hostile resume states of a real
+``model.pt`` (tests/checkpoint_attacks.py), and counts outcomes. A "crash" is the process
+dying (it would not get to print); an "untyped error" is any exception that is not a
+pgdeploy error. Both must be 0. ``--seed`` fixes every generator, so a run can be split
+into chunks and totalled.
 """
 
 from __future__ import annotations
@@ -272,6 +274,46 @@ def _load(data: bytes, path: Path) -> None:
     _finite(agent.act_batch(np.stack([zeros, zeros, zeros])))
 
 
+def checkpoint_cases(cases: int, seed: int, folder: Path) -> None:
+    """Resume states from tests/checkpoint_attacks.py: 1-3 hostile members at a time applied
+    to a real checkpoint, each put through what a resume trusts (the plain-data bounds, the
+    checkpoint's structure, resume_state, restoring the weights and optimiser). Every case
+    must end in a pgdeploy error: one that resumes counts as "accepted" and must be 0 too."""
+    import torch
+
+    from pgdeploy.training.checkpoint import checkpoint_from_dict
+    from pgdeploy.training.checkpoint_safety import check_plain_data
+    from pgdeploy.training.config import TrainConfig
+    from pgdeploy.training.launch import resolve_config
+    from pgdeploy.training.optim import Adam
+    from pgdeploy.training.resume import resume_state
+    from pgdeploy.training.train import train
+    from tests.checkpoint_attacks import mutations, random_mutation
+
+    config = TrainConfig(env_id="tests.tiny_envs:Guess-v0", num_envs=2, hidden_sizes=(8,),
+                         total_timesteps=200, stop_on_solve=False)  # fmt: skip
+    train(config, out_dir=folder / "run")
+    base = torch.load(folder / "run" / "model.pt", weights_only=True)
+    base["config"]["total_timesteps"] = 10**6
+    family = list(mutations(base))
+    rng = random.Random(seed)
+    # One policy and optimiser for every case: a restore that refuses changes nothing.
+    policy = checkpoint_from_dict(base, source="base").build_policy()
+    optimizer = Adam(policy.parameters(), lr=0.01)
+
+    def attempt(data: dict[str, Any]) -> None:  # what `pgdeploy train --resume` trusts
+        check_plain_data(data, source="fuzz")
+        checkpoint = checkpoint_from_dict(data, source="fuzz")
+        config = resolve_config(resume=checkpoint).config  # refuses module env ids
+        resumed = resume_state(checkpoint, config, checkpoint.spec)
+        resumed.restore(checkpoint, policy, optimizer)
+        counts["checkpoint mutations: accepted"] += 1
+
+    for _ in range(cases):
+        _, data = random_mutation(base, rng, family)
+        record("checkpoint mutations", lambda data=data: attempt(data), PgdeployError)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=5000, help="hypothesis examples per target")
@@ -282,14 +324,23 @@ def main() -> None:
         "--targets",
         default=None,
         help="comma-separated subset of: observations, python_lists, random_bytes, "
-        "corrupted_model, graph_mutations (default: all)",
+        "corrupted_model, graph_mutations, checkpoints (default: all)",
+    )
+    parser.add_argument(
+        "--checkpoint-cases",
+        type=int,
+        default=0,
+        help="hostile checkpoint/resume-state cases to run (target 'checkpoints')",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        model = args.model or make_model(Path(folder))
         start = time.perf_counter()
         targets = set(args.targets.split(",")) if args.targets else None
-        run(model, args.examples, args.seed, Path(folder), targets)
+        if targets is None or targets - {"checkpoints"}:
+            model = args.model or make_model(Path(folder))
+            run(model, args.examples, args.seed, Path(folder), targets)
+        if args.checkpoint_cases:
+            checkpoint_cases(args.checkpoint_cases, args.seed, Path(folder))
         wall = time.perf_counter() - start
     for key in sorted(counts):
         print(f"{key}: {counts[key]}")

@@ -1,7 +1,7 @@
 """pgdeploy: train a REINFORCE policy, export it, and run it anywhere onnxruntime runs.
 
 ``from pgdeploy import Agent, train, export`` is the public face: the runtime agent, a
-training run (:func:`pgdeploy.training.run.run_training`) and the export package
+training run (:func:`pgdeploy.training.launch.run_training`) and the export package
 (``export.export_checkpoint``, ``export.export_c``). Each name is imported on
 first use, so ``import pgdeploy`` stays light and a runtime-only install (numpy +
 onnxruntime, no torch) can use :class:`Agent`; ``train`` and ``export`` need the ``train``
@@ -19,14 +19,14 @@ __all__ = ["Agent", "__version__", "export", "train"]
 #: Public name -> (module, attribute), imported on first access (PEP 562).
 _LAZY = {
     "Agent": ("pgdeploy.runtime.agent", "Agent"),
-    "train": ("pgdeploy.training.run", "run_training"),
+    "train": ("pgdeploy.training.launch", "run_training"),
     "export": ("pgdeploy.export", ""),
 }
 
 if TYPE_CHECKING:
     from pgdeploy import export
     from pgdeploy.runtime.agent import Agent
-    from pgdeploy.training.run import run_training as train
+    from pgdeploy.training.launch import run_training as train
 
 
 def __getattr__(name: str) -> Any:

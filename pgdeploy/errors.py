@@ -76,3 +76,8 @@ class RunFolderError(PgdeployError):
 
 class MissingDependencyError(PgdeployError, ImportError):
     """An optional dependency is needed for this feature; the message names the extra."""
+
+
+class TrainingDivergedError(PgdeployError, ArithmeticError):
+    """A training step gave a non-finite loss, gradient or weight; the run stopped and its
+    last finite state was kept."""

@@ -19,7 +19,8 @@ from pgdeploy.cli import main
 from pgdeploy.envs.making import env_id_from_file, make_env_from_file
 from pgdeploy.errors import EnvModuleRefusedError
 from pgdeploy.export import export_checkpoint
-from pgdeploy.training.checkpoint import load_checkpoint, resume_config
+from pgdeploy.training.checkpoint import load_checkpoint
+from pgdeploy.training.launch import resolve_config
 from tests.attack_files import (
     checkpoint_dict,
     load_onnx,
@@ -108,10 +109,11 @@ def test_resume_refuses(exported_model: Path, evil_folder: Path) -> None:
     assert "names env 'evilmod:CartPole-v1', which would import the Python module" in out
     assert len(out.strip().splitlines()) == 1
     with pytest.raises(EnvModuleRefusedError, match="evilmod"):
-        resume_config(load_checkpoint(path))
+        resolve_config(resume=load_checkpoint(path))
     assert not marker.exists()
     # naming the env is the user's decision: resuming on CartPole-v1 imports nothing
-    assert resume_config(load_checkpoint(path), env_id="CartPole-v1").env_id == "CartPole-v1"
+    resolved = resolve_config({"env_id": "CartPole-v1"}, resume=load_checkpoint(path))
+    assert resolved.config.env_id == "CartPole-v1"
     assert not marker.exists()
 
 

@@ -12,7 +12,8 @@ from pgdeploy.cli import main
 from pgdeploy.errors import CheckpointError, ExportVerificationError, InvalidArgumentError
 from pgdeploy.export import export_checkpoint
 from pgdeploy.export.exporter import check_atol
-from pgdeploy.training.checkpoint import load_checkpoint, resume_state
+from pgdeploy.training.checkpoint import load_checkpoint
+from pgdeploy.training.resume import resume_state
 from tests.attack_files import checkpoint_dict, save_checkpoint_dict
 
 
@@ -38,7 +39,8 @@ def test_resuming_nan_weights_is_refused(exported_model: Path, tmp_path: Path) -
     data["state_dict"]["net.0.weight"][0, 0] = float("inf")
     path = save_checkpoint_dict(data, tmp_path / "model.pt")
     with pytest.raises(CheckpointError, match=r"cannot be resumed: weights \['net.0.weight'\]"):
-        resume_state(load_checkpoint(path))
+        checkpoint = load_checkpoint(path)
+        resume_state(checkpoint, checkpoint.config, checkpoint.spec)
 
 
 @pytest.mark.parametrize("atol", [float("nan"), float("inf"), -1e-6, 0.0, "1e-6", True])

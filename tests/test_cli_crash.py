@@ -19,7 +19,7 @@ from click.testing import CliRunner
 import pgdeploy.envs.play
 import pgdeploy.inspect
 import pgdeploy.runtime.bench
-import pgdeploy.training.run
+import pgdeploy.training.launch
 from pgdeploy.cli import EXIT_INTERNAL, EXIT_INTERRUPTED, main
 from pgdeploy.training.config_files import MAX_CONFIG_BYTES
 
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Each command and the library call it makes, which the tests make fail.
 CALLS = {
-    "train": (["train", "-q", "--total-timesteps", "1"], pgdeploy.training.run, "run_training"),
+    "train": (["train", "-q", "--total-timesteps", "1"], pgdeploy.training.launch, "run_training"),
     "run": (["run", "MODEL/model.onnx"], pgdeploy.envs.play, "play_model"),
     "inspect": (["inspect", "MODEL/model.onnx"], pgdeploy.inspect, "describe"),
     "bench": (["bench", "MODEL/model.onnx"], pgdeploy.runtime.bench, "bench_model"),

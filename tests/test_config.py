@@ -18,7 +18,7 @@ def test_round_trip_through_dict() -> None:
 @pytest.mark.parametrize(
     "field, value, message",
     [
-        ("num_envs", 0, r"'num_envs' must be >= 1"),
+        ("num_envs", 0, r"'num_envs' must be in \[1, 65536\]"),
         ("gamma", 1.5, r"'gamma' must be in \(0, 1\]"),
         ("learning_rate", -1.0, r"'learning_rate' must be > 0"),
         ("baseline", "critic", r"'baseline' must be 'timestep', 'value' or 'none'"),

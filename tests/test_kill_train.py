@@ -135,22 +135,34 @@ def test_sigkill_many_times(tmp_path: Path) -> None:
     check_kills(folder, kill_repeatedly(folder, kills=60, low=0.0, high=0.5))
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    "sig, code, vectorization",
+    [
+        (signal.SIGINT, 130, "sync"),
+        (signal.SIGTERM, 143, "sync"),
+        # A terminal's Ctrl-C reaches the whole process group, env workers included: they
+        # ignore it, so the parent alone stops the run and saves it.
+        (signal.SIGINT, 130, "subprocess"),
+        (signal.SIGTERM, 143, "subprocess"),
+    ],
+)
 def test_ctrl_c_and_sigterm_save_and_say_how_to_resume(
-    tmp_path: Path, sig: signal.Signals, code: int
+    tmp_path: Path, sig: signal.Signals, code: int, vectorization: str
 ) -> None:
     folder = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pgdeploy", "train", *ARGS, "--out", str(folder)],
+        [sys.executable, "-m", "pgdeploy", "train", *ARGS, "--out", str(folder),
+         "--vectorization", vectorization],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-    )
+        start_new_session=True,  # its own process group, as a terminal would give it
+    )  # fmt: skip
     deadline = time.monotonic() + 120
     while not (folder / "model.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    proc.send_signal(sig)
+    os.killpg(proc.pid, sig)  # the whole group, as Ctrl-C in a terminal does
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code, (stdout, stderr)
     assert "Traceback" not in stderr

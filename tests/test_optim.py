@@ -91,7 +91,10 @@ def fitted_state() -> tuple[Adam, dict[str, object]]:
             r"torch.float32",
         ),
         (lambda s: s["exp_avg"].__setitem__(2, [0.0] * 32), r"exp_avg\[2\] is a list"),
-        (lambda s: s.__setitem__("step", -1), r"'step' must be an integer >= 0, got -1"),
+        (
+            lambda s: s.__setitem__("step", -1),
+            r"'step' must be an integer in \[0, 2\*\*53\), got -1",
+        ),
     ],
 )
 def test_load_state_dict_refuses_what_does_not_fit(corrupt: Any, message: str) -> None:

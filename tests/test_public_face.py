@@ -24,7 +24,7 @@ def test_agent_train_export_import_lazily_and_agent_needs_no_torch() -> None:
         "assert heavy == [], heavy\n"
         "from pgdeploy import export, train\n"
         "from pgdeploy.runtime.agent import Agent as RuntimeAgent\n"
-        "from pgdeploy.training.run import run_training\n"
+        "from pgdeploy.training.launch import run_training\n"
         "assert Agent is RuntimeAgent and train is run_training\n"
         "assert 'torch' not in sys.modules  # train loads torch when it runs\n"
         "assert callable(export.export_checkpoint) and callable(export.export_c)\n"

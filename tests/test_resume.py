@@ -14,16 +14,24 @@ from click.testing import CliRunner
 
 import tests.tiny_envs  # noqa: F401 - registers Guess-v0
 from pgdeploy.cli import main
+from pgdeploy.envs.making import policy_spec
 from pgdeploy.errors import CheckpointError
-from pgdeploy.training.checkpoint import (
-    decode_history,
-    encode_history,
-    load_checkpoint,
-    resume_config,
-    resume_state,
-)
+from pgdeploy.training.checkpoint import Checkpoint, load_checkpoint
 from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.launch import resolve_config
+from pgdeploy.training.resume import decode_history, encode_history, resume_state
 from pgdeploy.training.train import IterationStats, train
+
+
+def resumed(checkpoint: Checkpoint, **overrides: Any) -> TrainConfig:
+    """The config that continues ``checkpoint``'s run (the one resume API)."""
+    return resolve_config(overrides, resume=checkpoint).config
+
+
+def state(checkpoint: Checkpoint) -> Any:
+    config = dataclasses.replace(checkpoint.config, total_timesteps=10**9)
+    return resume_state(checkpoint, config, policy_spec(config.env_id))
+
 
 GUESS = "Guess-v0"  # registered by tests.tiny_envs: an id with no module to import
 CONFIG = TrainConfig(
@@ -45,20 +53,31 @@ def keys(tree: Any, prefix: str = "") -> set[str]:
     return {prefix}
 
 
+def stop_after(iterations: int) -> tuple[Any, Any]:
+    """A callback and a should_stop that stop a run after this many of its iterations (a
+    Ctrl-C between iterations)."""
+    seen: list[IterationStats] = []
+    return seen.append, lambda: "SIGINT" if len(seen) >= iterations else None
+
+
 @pytest.mark.parametrize("env_id", ["CartPole-v1", GUESS])
 def test_three_resumed_parts_equal_one_run(tmp_path: Path, env_id: str) -> None:
     # CartPole-v1 uses gymnasium's numpy vector env (one RNG), Guess a SyncVectorEnv (one each).
-    config = dataclasses.replace(CONFIG, env_id=env_id)
-    whole = train(dataclasses.replace(config, total_timesteps=1800), out_dir=tmp_path / "one")
-    part = train(config, out_dir=tmp_path / "split")
-    for budget in (1200, 1800):
+    config = dataclasses.replace(CONFIG, env_id=env_id, total_timesteps=1800)
+    whole = train(config, out_dir=tmp_path / "one")
+    callback, stop = stop_after(3)
+    part = train(config, out_dir=tmp_path / "split", callbacks=(callback,), should_stop=stop)
+    for last in (False, True):
         checkpoint = load_checkpoint(tmp_path / "split" / "model.pt")
+        callback, stop = stop_after(10**9 if last else 4)
         part = train(
-            resume_config(checkpoint, total_timesteps=budget),
+            resumed(checkpoint),
             out_dir=tmp_path / "split",
             resume_from=checkpoint,
+            callbacks=(callback,),
+            should_stop=stop,
         )
-    assert part.new_iterations < len(part.history)
+    assert 0 < part.new_iterations < len(part.history) - 4
     a, b = whole.checkpoint, load_checkpoint(tmp_path / "split" / "model.pt")
     for counter in ("env_steps", "episodes", "iterations", "steps_to_solve", "solved"):
         assert a.training[counter] == b.training[counter], counter
@@ -67,8 +86,8 @@ def test_three_resumed_parts_equal_one_run(tmp_path: Path, env_id: str) -> None:
     for name, value in a.state_dict.items():  # bit-identical weights
         assert torch.equal(value, b.state_dict[name]), name
     for mine, theirs in zip(
-        resume_state(a).optimizer["exp_avg_sq"],
-        resume_state(b).optimizer["exp_avg_sq"],
+        state(a).optimizer["exp_avg_sq"],
+        state(b).optimizer["exp_avg_sq"],
         strict=True,
     ):
         assert torch.equal(mine, theirs)
@@ -158,7 +177,7 @@ def test_checkpoint_without_resume_section_is_refused(tmp_path: Path) -> None:
     checkpoint = load_checkpoint(tmp_path / "model.pt")
     checkpoint.resume = {}
     with pytest.raises(CheckpointError, match=r"cannot be resumed: .*lacks \['env_steps'"):
-        train(resume_config(checkpoint, total_timesteps=1200), resume_from=checkpoint)
+        train(dataclasses.replace(checkpoint.config, total_timesteps=1200), resume_from=checkpoint)
 
 
 def test_env_with_other_spaces_is_refused(tmp_path: Path) -> None:
@@ -176,7 +195,7 @@ def test_env_with_other_spaces_is_refused(tmp_path: Path) -> None:
         match="CartPole-v1 now has obs_dim 4 and 2 actions, the "
         "run was trained with obs_dim 5 and 2",
     ):
-        train(resume_config(checkpoint, total_timesteps=1200), resume_from=checkpoint)
+        train(dataclasses.replace(checkpoint.config, total_timesteps=1200), resume_from=checkpoint)
 
 
 def test_history_from_another_version_decodes_by_field_name() -> None:
@@ -191,5 +210,5 @@ def test_history_from_another_version_decodes_by_field_name() -> None:
     assert math.isnan(decoded.entropy)
     assert dataclasses.replace(decoded, entropy=0.6) == stats
     older["fields"] = [name for name in older["fields"] if name != "episodes"] + ["x"]
-    with pytest.raises(ValueError, match=r"history lacks \['episodes'\]"):
+    with pytest.raises(CheckpointError, match=r"history lacks \['episodes'\]"):
         decode_history(older)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from pgdeploy.training.checkpoint import load_checkpoint
 from pgdeploy.training.config import TrainConfig
@@ -85,17 +87,34 @@ def test_default_config_solves_cartpole(tmp_path: Path) -> None:
     assert summary["final_window_mean_return"] >= 475.0
 
 
-def test_a_resumed_run_keeps_the_earlier_best_until_it_is_beaten() -> None:
+def test_best_weights_come_only_from_finite_windows_this_process_measured() -> None:
+    from collections import deque
+
     from pgdeploy.envs.making import policy_spec
     from pgdeploy.training.policy import SoftmaxPolicy
+    from pgdeploy.training.record import TrainingRecord
     from pgdeploy.training.train import BestPolicy
 
     policy = SoftmaxPolicy(policy_spec("CartPole-v1"), hidden_sizes=(4,))
+    # A resumed run: its window of 3 came from the file, so it is nobody's best here.
+    record = TrainingRecord(window=deque([1e9, 1e9, 1e9], maxlen=3), episodes=3, first_episodes=3)
     best = BestPolicy()
-    best.carry({"best_window_mean_return": 10.0, "best_env_steps": 500})
-    best.offer(5.0, 900, policy)
-    assert best.state is None  # best.pt of the earlier part stays as it is
-    assert best.summary() == {"best_window_mean_return": 10.0, "best_env_steps": 500}
-    best.offer(12.0, 1200, policy)
-    assert best.state is not None
-    assert best.summary() == {"best_window_mean_return": 12.0, "best_env_steps": 1200}
+    best.offer(record, policy)
+    assert best.state is None and best.summary()["best_window_mean_return"] is None
+    record.window.extend([5.0, 5.0])
+    record.episodes += 2
+    best.offer(record, policy)  # one file value still in the window
+    assert best.state is None
+    record.window.append(5.0)
+    record.episodes += 1
+    best.offer(record, policy)
+    assert best.state is not None and best.mean_return == 5.0
+    record.window.extend([math.inf] * 3)
+    record.episodes += 3
+    best.offer(record, policy)  # an infinite mean never becomes the best
+    assert best.mean_return == 5.0
+    with torch.no_grad():
+        next(iter(policy.parameters())).fill_(math.nan)
+    record.window.extend([7.0] * 3)
+    best.offer(record, policy)  # nor do non-finite weights
+    assert best.mean_return == 5.0

@@ -49,10 +49,16 @@ def test_worker_processes_step_like_one_sync_vector_env() -> None:
 VARYING = "tests.tiny_envs:Varying-v0"
 
 
-def _collector(vectorization: str) -> RolloutCollector:
+def _collector(vectorization: str, iteration_steps: int | None = None) -> RolloutCollector:
     spec = policy_spec(VARYING)
     return RolloutCollector(
-        spec, num_envs=6, seed=4, hidden_sizes=(8,), obs_clip=10.0, vectorization=vectorization
+        spec,
+        num_envs=6,
+        seed=4,
+        hidden_sizes=(8,),
+        obs_clip=10.0,
+        vectorization=vectorization,  # type: ignore[arg-type]
+        iteration_steps=iteration_steps,
     )
 
 
@@ -72,14 +78,23 @@ def test_collector_steps_only_the_envs_still_in_their_episode() -> None:
         collector.close()
 
 
-def test_worker_processes_collect_the_same_batches_as_sync() -> None:
-    sync, workers = _collector("sync"), _collector("subprocess")
+@pytest.mark.parametrize("iteration_steps", [None, 4])
+def test_worker_processes_collect_the_same_batches_as_sync(iteration_steps: int | None) -> None:
+    """Also when iterations cut episodes (1-12 steps long, 4 steps an iteration): both
+    carry them over, resetting only the envs whose episode ended."""
+    sync = _collector("sync", iteration_steps)
+    workers = _collector("subprocess", iteration_steps)
     weights = SoftmaxPolicy(sync.policy.spec, hidden_sizes=(8,)).state_dict()
+    carried = 0
     try:
-        for _ in range(3):
+        for _ in range(6):
             a, b = sync.collect(weights), workers.collect(weights)
-            for field in ("obs", "actions", "rewards", "mask", "lengths"):
+            assert a is not None and b is not None
+            carried += int(sync._carried.sum())
+            for field in ("obs", "actions", "rewards", "mask", "lengths", "episode_returns"):
                 np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+            assert a.env_steps == b.env_steps
+        assert (carried > 0) == (iteration_steps is not None)
     finally:
         sync.close()
         workers.close()

@@ -15,6 +15,7 @@ with a different observation or action space:
   start=[1, 0]) actions (repeat both numbers).
 - ``Drift``: unbounded 6-D Box obs with values up to ~1e5, 3 actions, rewards <= 0.
 - ``ManyActions``: Box (4,) obs, Discrete(12) actions.
+- ``Long``: Guess with episodes of 1,500 steps and no time limit (budgets and carry-over).
 The others have spaces pgdeploy refuses (continuous actions, image observations).
 """
 
@@ -82,6 +83,17 @@ class Varying(Guess):
         type(self).steps_taken += 1
         obs, reward, _, truncated, info = super().step(action)
         return obs, reward, self._t >= self._length, truncated, info
+
+
+class Long(Guess):
+    """Guess with episodes of exactly ``LONG_STEPS`` steps and no time limit."""
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, _, truncated, info = super().step(action)
+        return obs, reward, self._t >= LONG_STEPS, truncated, info
+
+
+LONG_STEPS = 1500
 
 
 class Pick(_Game):
@@ -204,6 +216,7 @@ gym.register("ManyActions-v0", entry_point=ManyActions, reward_threshold=7.0)
 gym.register("GuessContinuous-v0", entry_point=Continuous)
 gym.register("GuessImage-v0", entry_point=Image)
 gym.register("Varying-v0", entry_point=Varying)
+gym.register("Long-v0", entry_point=Long)
 # FrozenLake with slippery ice off (gymnasium's FrozenLake-v1 is slippery by default).
 gym.register(
     "FrozenLakeNoSlip-v1",

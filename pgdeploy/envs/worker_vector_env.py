@@ -24,8 +24,10 @@ import contextlib
 import functools
 import itertools
 import multiprocessing as mp
+import signal
+import threading
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -68,18 +70,19 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
         self._processes: list[Any] = []
         self._closed = False
         context = mp.get_context("spawn")  # no fork of a process that may hold torch threads
-        for part in remote:  # started first: they import while this process makes its envs
-            parent, child = context.Pipe()
-            process = context.Process(
-                target=_worker,
-                args=(child, env_id, part.stop - part.start, dict(env_kwargs or {}), wrapper),
-                name=f"pgdeploy-env-{part.start}",
-                daemon=True,
-            )
-            process.start()
-            child.close()
-            self._pipes.append(parent)
-            self._processes.append(process)
+        with _signals_ignored():  # inherited through exec: workers never see a Ctrl-C
+            for part in remote:  # started first: they import while this process makes its envs
+                parent, child = context.Pipe()
+                process = context.Process(
+                    target=_worker,
+                    args=(child, env_id, part.stop - part.start, dict(env_kwargs or {}), wrapper),
+                    name=f"pgdeploy-env-{part.start}",
+                    daemon=True,
+                )
+                process.start()
+                child.close()
+                self._pipes.append(parent)
+                self._processes.append(process)
         self._local: Any = sync_vector_env(
             env_id, local.stop - local.start, env_kwargs=env_kwargs, wrapper=wrapper
         )
@@ -94,9 +97,11 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[npt.NDArray[Any], dict[str, Any]]:
+        mask = (options or {}).get("reset_mask")
         for index, part in enumerate(self._slices):
-            self._send(index, ("reset", (_seeds(seed, part), options)))
-        local, _ = self._local.reset(seed=_seeds(seed, self._local_slice), options=options)
+            self._send(index, ("reset", (_seeds(seed, part), _part_options(options, mask, part))))
+        part = self._local_slice
+        local, _ = _reset(self._local, _seeds(seed, part), _part_options(options, mask, part))
         results = self._receive()
         return np.concatenate([local, *(obs for obs, _ in results)]), {}
 
@@ -127,7 +132,7 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
         for process in self._processes:
             process.join(_JOIN_SECONDS)
             if process.is_alive():
-                process.terminate()
+                process.kill()  # workers ignore SIGINT and SIGTERM
                 process.join()
         for pipe in self._pipes:
             pipe.close()
@@ -221,10 +226,54 @@ def _seeds(seed: int | None, part: slice) -> list[int] | None:
     return None if seed is None else [seed + j for j in range(part.start, part.stop)]
 
 
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored while workers start (main thread only; elsewhere a no-op).
+
+    A terminal's Ctrl-C goes to the whole process group and a service manager's SIGTERM
+    often to every process of the run: a worker that died of it would take its envs with
+    it before the parent could save. An ignored signal stays ignored across ``exec``, and
+    Python keeps it so, hence the parent alone decides when a run stops; workers end when
+    told to or when the parent's end of their pipe closes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _PARENT_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_PARENT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _part_options(
+    options: dict[str, Any] | None, mask: npt.NDArray[np.bool_] | None, part: slice
+) -> dict[str, Any] | None:
+    """A slice's reset options: the caller's, with its share of ``reset_mask``."""
+    if mask is None:
+        return options
+    return {**(options or {}), "reset_mask": np.asarray(mask[part], dtype=bool)}
+
+
+def _reset(envs: Any, seeds: list[int] | None, options: dict[str, Any] | None) -> Any:
+    """``envs.reset``, except that a ``reset_mask`` with no env set resets nothing (gymnasium
+    refuses it) and returns zeros, which the caller replaces with its carried rows."""
+    mask = (options or {}).get("reset_mask")
+    if mask is not None and not mask.any():
+        return _zeros(envs, envs.num_envs), {}
+    return envs.reset(seed=seeds, options=None if options is None else dict(options))
+
+
 def _worker(
     pipe: Connection, env_id: str, num_envs: int, env_kwargs: dict[str, Any], wrapper: str
 ) -> None:
     """A worker's loop: a ``SyncVectorEnv`` over its slice, driven by (command, data) pairs."""
+    for sig in _PARENT_SIGNALS:  # already ignored from the start (kept so if started otherwise)
+        signal.signal(sig, signal.SIG_IGN)
     envs: Any = None
     try:
         envs = sync_vector_env(env_id, num_envs, env_kwargs=env_kwargs, wrapper=wrapper)
@@ -237,7 +286,7 @@ def _worker(
                 pipe.send(("ok", step_alive(envs, *data)))
             elif command == "reset":
                 seeds, options = data
-                obs, _ = envs.reset(seed=seeds, options=options)
+                obs, _ = _reset(envs, seeds, options)
                 pipe.send(("ok", (obs, None)))
             else:
                 break

@@ -1,7 +1,7 @@
 """Training callbacks: per-iteration stats, the metrics file's text, progress and TensorBoard.
 
 A callback is any callable taking :class:`IterationStats`; ``close()`` is called at the end.
-The metrics file itself is written by :class:`~pgdeploy.training.run_folder.RunFolder` at
+The metrics file itself is written by :class:`~pgdeploy.training.folder.RunFolder` at
 every checkpoint, from the run's whole history, so it always matches the checkpoint.
 """
 

@@ -24,6 +24,8 @@ MAX_CHECKPOINT_BYTES = 256 << 20
 MAX_NESTING = 32
 #: Containers plus values in the whole checkpoint, tensors counted as one each.
 MAX_ITEMS = 1_000_000
+#: Tensor elements in the whole checkpoint (as many float32s as the size limit holds).
+MAX_ELEMENTS = MAX_CHECKPOINT_BYTES // 4
 
 
 def read_checkpoint_bytes(path: Path, *, max_bytes: int = MAX_CHECKPOINT_BYTES) -> bytes:
@@ -67,14 +69,23 @@ def read_checkpoint_bytes(path: Path, *, max_bytes: int = MAX_CHECKPOINT_BYTES) 
 
 def check_plain_data(data: Any, *, source: str) -> None:
     """Refuse nesting deeper than MAX_NESTING and more than MAX_ITEMS values, iteratively
-    (a recursive walk is exactly what a deep file breaks)."""
+    (a recursive walk is exactly what a deep file breaks), and any tensor whose declared
+    shape and strides ask for more than its stored bytes (:func:`check_tensor_layout`)."""
     stack: list[tuple[Any, int]] = [(data, 0)]
     items = 0
+    elements = 0
     while stack:
         value, depth = stack.pop()
         items += 1
         if items > MAX_ITEMS:
             raise CheckpointError(f"{source} holds more than {MAX_ITEMS} values")
+        if isinstance(value, torch.Tensor):
+            elements += check_tensor_layout(value, source=source)
+            if elements > MAX_ELEMENTS:
+                raise CheckpointError(
+                    f"{source} holds more than {MAX_ELEMENTS} tensor elements in all"
+                )
+            continue
         if isinstance(value, Mapping):
             children: Any = value.values()
         elif isinstance(value, (list, tuple, set)):
@@ -85,7 +96,69 @@ def check_plain_data(data: Any, *, source: str) -> None:
             raise CheckpointError(
                 f"{source} is nested more than {MAX_NESTING} levels deep; not a pgdeploy checkpoint"
             )
+        if items + len(children) > MAX_ITEMS:  # refused by its length, before a walk
+            raise CheckpointError(f"{source} holds more than {MAX_ITEMS} values")
         stack.extend((child, depth + 1) for child in children)
+
+
+def check_tensor_layout(tensor: torch.Tensor, *, source: str) -> int:
+    """A tensor as ``torch.save`` writes one: dense, contiguous, its elements all in its
+    stored bytes. A zero-stride view (a ``(2**25, 11)`` history over 11 stored floats) or any
+    other strided trick would make every later read of it build what the file never held;
+    its element count is returned, checked from the metadata alone, before any value is read."""
+    if tensor.layout != torch.strided or tensor.is_quantized or tensor.is_meta:
+        raise CheckpointError(f"{source} holds a {tensor.layout} tensor; expected dense tensors")
+    numel = tensor.numel()
+    if numel > MAX_ELEMENTS:
+        raise CheckpointError(
+            f"{source} holds a tensor of shape {tuple(tensor.shape)}, more than "
+            f"{MAX_ELEMENTS} elements"
+        )
+    needed = (tensor.storage_offset() + numel) * tensor.element_size()
+    if numel and (not tensor.is_contiguous() or needed > tensor.untyped_storage().nbytes()):
+        raise CheckpointError(
+            f"{source} holds a tensor of shape {tuple(tensor.shape)} with strides "
+            f"{tensor.stride()} over {tensor.untyped_storage().nbytes()} stored bytes; "
+            "pgdeploy writes contiguous tensors that hold every element they declare"
+        )
+    return numel
+
+
+def check_training_section(training: Mapping[Any, Any], *, source: str) -> None:
+    """The summary is JSON-like data that reports and ``inspect`` print: string keys and
+    str, bool, int, float or None values in lists and dicts, never a tensor."""
+    stack: list[Any] = [training]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Mapping):
+            bad = [k for k in value if not isinstance(k, str)]
+            if bad:
+                raise CheckpointError(f"{source}: 'training' has a key {shown(bad[0])}")
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+        elif value is not None and not isinstance(value, (str, bool, int, float)):
+            raise CheckpointError(
+                f"{source}: 'training' holds {shown(value)}; expected plain values"
+            )
+
+
+def shown(value: Any) -> str:
+    """A short, escaped description of a value from a file, safe to print (huge ints and
+    long strings are summarised, not rendered)."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if abs(value) < 2**64 else f"an integer of {value.bit_length()} bits"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return ascii(value[:60]) + ("..." if len(value) > 60 else "")
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    if isinstance(value, (list, tuple, dict)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"a {type(value).__name__}"
 
 
 def check_state_dict(state: Mapping[Any, Any], *, source: str) -> None:

@@ -1,4 +1,4 @@
-"""The collector seam: policy weights in, an :class:`EpisodeBatch` out.
+"""The collector seam: policy weights in, a bounded :class:`EpisodeBatch` out.
 
 The learner, the solved window, checkpoints, metrics and export see only this interface,
 so rollouts can run in this process (:class:`~pgdeploy.training.rollout.RolloutCollector`)
@@ -8,7 +8,7 @@ when ``workers > 0``) with no other change to training.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import torch
@@ -19,10 +19,18 @@ from pgdeploy.training.rollout import EpisodeBatch, RolloutCollector
 
 
 class Collector(Protocol):
-    """What training needs from rollouts: one batch of finished episodes per call."""
+    """What training needs from rollouts: one bounded batch of steps per call."""
 
-    def collect(self, policy_state: Mapping[str, torch.Tensor]) -> EpisodeBatch:
-        """Play one episode per env with these weights; episodes in a fixed env order."""
+    def collect(
+        self,
+        policy_state: Mapping[str, torch.Tensor],
+        *,
+        max_steps: int | None = None,
+        should_stop: Callable[[], object] | None = None,
+    ) -> EpisodeBatch | None:
+        """Play each env to the end of its episode with these weights, for at most
+        ``config.iteration_steps`` and ``max_steps`` steps per env; episodes in a fixed env
+        order. None, promptly, once ``should_stop`` answers truthy."""
         ...
 
     def close(self) -> None:
@@ -44,6 +52,7 @@ def make_collector(config: TrainConfig, spec: PolicySpec, *, seed: int) -> Colle
             hidden_sizes=config.hidden_sizes,
             obs_clip=config.obs_clip,
             max_episode_steps=config.max_episode_steps,
+            iteration_steps=config.iteration_steps,
             vectorization=config.vectorization,
             env_kwargs=config.env_kwargs,
             wrapper=config.wrapper,

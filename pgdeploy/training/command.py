@@ -21,7 +21,7 @@ from pgdeploy.errors import PgdeployError
 from pgdeploy.training.config_files import config_fields
 
 if TYPE_CHECKING:  # imported when a command runs: the CLI's start-up stays light
-    from pgdeploy.training.run import MetricsFormat
+    from pgdeploy.training.launch import MetricsFormat
     from pgdeploy.training.train import TrainResult
 
 
@@ -148,7 +148,7 @@ def train_from_flags(
 ) -> TrainReport:
     """``pgdeploy train`` as one call: resolve the config (``given``: the fields typed on
     the command line), train into the run folder, and return what to print."""
-    from pgdeploy.training.run import resolve_config, run_training
+    from pgdeploy.training.launch import resolve_config, run_training
 
     resolved = resolve_config(
         given,

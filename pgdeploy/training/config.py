@@ -29,6 +29,10 @@ Vectorization = Literal["auto", "native", "sync", "subprocess"]
 MAX_HIDDEN_WIDTH = 1 << 16
 MAX_HIDDEN_LAYERS = 64
 MAX_HIDDEN_WEIGHTS = 1 << 28
+#: Upper bounds on counts, so a config file or checkpoint saying 2**300 is refused here
+#: instead of overflowing (or looping) inside torch, numpy or gymnasium.
+MAX_NUM_ENVS = 1 << 16
+MAX_COUNT = 1 << 53
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,13 @@ class TrainConfig:
     max_episode_steps: int | None = None
     """Cut training episodes at this many steps; ``None`` uses the env's own time limit
     (envs without one, e.g. CliffWalking, are cut at 10,000 steps)."""
+    iteration_steps: int = 1000
+    """Most steps one iteration takes from each env, so an iteration (and the overshoot of
+    ``total_timesteps``, which the last iteration also never passes by more than
+    ``num_envs - 1`` steps) is bounded however long episodes are. An episode still running
+    at this bound continues in the next iteration; only its finishing part enters a
+    gradient, so returns stay complete. At or above the episode length, one episode per
+    env per iteration, as in plain REINFORCE."""
     stop_on_solve: bool = True
     """Stop as soon as the mean of the last ``solve_window`` episodes reaches the threshold."""
     solve_threshold: float | None = None
@@ -146,7 +157,22 @@ class TrainConfig:
             "wrapper",
             "empty or module:callable (dotted Python names)",
         )
-        _check(self.num_envs >= 1, "num_envs", ">= 1")
+        _check(1 <= self.num_envs <= MAX_NUM_ENVS, "num_envs", f"in [1, {MAX_NUM_ENVS}]")
+        for name in (
+            "seed",
+            "total_timesteps",
+            "iteration_steps",
+            "solve_window",
+            "checkpoint_every",
+        ):
+            _check(getattr(self, name) < MAX_COUNT, name, "below 2**53")
+        _check(
+            self.max_episode_steps is None or self.max_episode_steps < MAX_COUNT,
+            "max_episode_steps",
+            "below 2**53",
+        )
+        _check(self.torch_threads <= 1024, "torch_threads", "<= 1024")
+        _check(self.value_epochs <= 10_000, "value_epochs", "<= 10000")
         _check(
             len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
             "hidden_sizes",
@@ -167,6 +193,7 @@ class TrainConfig:
             "max_episode_steps",
             ">= 1 or None",
         )
+        _check(self.iteration_steps >= 1, "iteration_steps", ">= 1")
         _check(self.obs_clip > 0, "obs_clip", "> 0")
         _check(self.entropy_coef >= 0, "entropy_coef", ">= 0")
         _check(self.max_grad_norm >= 0, "max_grad_norm", ">= 0 (0 disables clipping)")
@@ -243,7 +270,8 @@ def _type_error(value: Any, hint: Any) -> str | None:
     if hint is int:
         return None if _is_int(value) else "an integer"
     if hint is float:
-        ok = (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+        ok = isinstance(value, float) or (_is_int(value) and abs(value) < 2**1000)
+        ok = ok and math.isfinite(value)
         return None if ok else "a finite number"
     if hint is str:
         return None if isinstance(value, str) else "a string"

@@ -58,14 +58,18 @@ class Adam:
 
         Every moment must be a tensor with the parameter's shape and dtype, one per parameter:
         ``copy_`` would broadcast a wrong shape and ``zip`` would drop a missing tensor.
-        Nothing is changed unless the whole state fits.
+        Moments must be finite and second moments >= 0. Nothing is changed unless the whole
+        state fits.
         """
         missing = sorted({"step", "exp_avg", "exp_avg_sq"} - set(state))
         if missing:
             raise CheckpointError(f"optimizer state lacks {missing}")
         step = state["step"]
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise CheckpointError(f"optimizer state 'step' must be an integer >= 0, got {step!r}")
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < 2**53:
+            shown = repr(step) if not isinstance(step, int) or step < 2**64 else "a huge integer"
+            raise CheckpointError(
+                f"optimizer state 'step' must be an integer in [0, 2**53), got {shown[:60]}"
+            )
         moments = [self._checked_moments(name, state[name]) for name in ("exp_avg", "exp_avg_sq")]
         self.step_count = step
         for mine, saved in zip((self.exp_avg, self.exp_avg_sq), moments, strict=True):
@@ -90,4 +94,10 @@ class Adam:
                     f"optimizer state {name}[{index}] has shape {tuple(value.shape)} and dtype "
                     f"{value.dtype}, expected {tuple(param.shape)} and {param.dtype}"
                 )
+            # NaN or negative second moments would turn the first step's weights into NaN.
+            if not bool(torch.isfinite(value).all()) or (
+                name == "exp_avg_sq" and bool((value < 0).any())
+            ):
+                need = "finite and >= 0" if name == "exp_avg_sq" else "finite"
+                raise CheckpointError(f"optimizer state {name}[{index}] must be {need}")
         return list(saved)

@@ -26,7 +26,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +68,8 @@ class RolloutWorker:
         obs_clip: float,
         torch_threads: int,
         vectorization: Vectorization,
+        max_episode_steps: int | None = None,
+        iteration_steps: int | None = None,
     ) -> None:
         torch.set_num_threads(torch_threads)
         if _reconstructed():
@@ -82,13 +84,18 @@ class RolloutWorker:
             hidden_sizes=hidden_sizes,
             obs_clip=obs_clip,
             vectorization=vectorization,
+            max_episode_steps=max_episode_steps,
+            iteration_steps=iteration_steps,
         )
 
-    def collect(self, weights: Weights) -> tuple[EpisodeBatch, float, str, int]:
+    def collect(
+        self, weights: Weights, max_steps: int | None = None
+    ) -> tuple[EpisodeBatch, float, str, int]:
         """The batch, the seconds it took here, and where it ran (node id, pid)."""
         start = time.perf_counter()
         state = {name: torch.tensor(value) for name, value in weights.items()}
-        batch = self.collector.collect(state)
+        batch = self.collector.collect(state, max_steps=max_steps)
+        assert batch is not None  # no should_stop here: the driver decides
         return batch, time.perf_counter() - start, _node_id(), os.getpid()
 
     def ping(self) -> tuple[str, int]:
@@ -174,6 +181,8 @@ class RayCollector:
                 "obs_clip": config.obs_clip,
                 "torch_threads": config.torch_threads,
                 "vectorization": worker_vectorization(config.vectorization),
+                "max_episode_steps": config.max_episode_steps,
+                "iteration_steps": config.iteration_steps,
             }
             for share, offset, stream in zip(shares, offsets, streams, strict=True)
         ]
@@ -196,25 +205,39 @@ class RayCollector:
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
         return self._actor_class.options(**options).remote(**self._worker_args[i])
 
-    def collect(self, policy_state: Mapping[str, torch.Tensor]) -> EpisodeBatch:
+    def collect(
+        self,
+        policy_state: Mapping[str, torch.Tensor],
+        *,
+        max_steps: int | None = None,
+        should_stop: Callable[[], object] | None = None,
+    ) -> EpisodeBatch | None:
+        """Every worker's batch, joined; None once ``should_stop`` answers truthy (checked
+        every ``POLL_SECONDS``; the workers' calls are abandoned, :meth:`close` kills them)."""
         start = time.perf_counter()
         weights = ray.put({k: v.detach().cpu().numpy() for k, v in policy_state.items()})
-        results = self._gather(weights)
+        results = self._gather(weights, max_steps, should_stop)
+        if results is None:
+            return None
         batch = concat_batches([result[0] for result in results])
         self.placements = [(result[2], result[3]) for result in results]
         slowest = max(result[1] for result in results)
         self.timings.append(IterationTiming(time.perf_counter() - start, slowest))
         return batch
 
-    def _gather(self, weights: Any) -> list[tuple[EpisodeBatch, float, str, int]]:
+    def _gather(
+        self, weights: Any, max_steps: int | None, should_stop: Callable[[], object] | None
+    ) -> list[tuple[EpisodeBatch, float, str, int]] | None:
         """Every worker's result, in worker order; restarts and replacements on the way."""
         n = len(self.actors)
-        pending = {i: self.actors[i].collect.remote(weights) for i in range(n)}
+        pending = {i: self.actors[i].collect.remote(weights, max_steps) for i in range(n)}
         results: dict[int, tuple[EpisodeBatch, float, str, int]] = {}
         last_seen = dict.fromkeys(range(n), time.monotonic())
         pings: dict[int, Any] = {}
         last_error = dict.fromkeys(range(n), "no answer to pings")
         while pending:
+            if should_stop is not None and should_stop():
+                return None
             ready, _ = ray.wait(
                 list(pending.values()), num_returns=len(pending), timeout=POLL_SECONDS
             )
@@ -233,7 +256,7 @@ class RayCollector:
                     last_error[i] = str(exc).splitlines()[0]
                     self.actors[i] = self._start(i)
                     self.replacements += 1
-                    pending[i] = self.actors[i].collect.remote(weights)
+                    pending[i] = self.actors[i].collect.remote(weights, max_steps)
                     pings.pop(i, None)
             self._check_alive(pending, pings, last_seen, last_error)
         return [results[i] for i in range(n)]

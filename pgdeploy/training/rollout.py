@@ -1,4 +1,4 @@
-"""Rollout collection: policy weights in, a batch of finished episodes out.
+"""Rollout collection: policy weights in, a bounded batch of steps out.
 
 This is the seam between acting and learning. The learner never touches an env; a
 collector owns its envs, its own copy of the policy and its own RNG, so the same
@@ -8,16 +8,17 @@ interface can run on remote workers (e.g. Ray actors) for slow simulators.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
+import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
 import torch
 
 from pgdeploy.envs.making import Vectorization, describe_vectorization, make_vector_env
-from pgdeploy.envs.worker_vector_env import alive_stepper
+from pgdeploy.envs.worker_vector_env import WorkerVectorEnv, alive_stepper
 from pgdeploy.runtime.sampling import UniformStream
 from pgdeploy.spec import PolicySpec
 from pgdeploy.training.policy import DeployablePolicy, SoftmaxPolicy, action_heads
@@ -25,18 +26,30 @@ from pgdeploy.training.policy import DeployablePolicy, SoftmaxPolicy, action_hea
 
 @dataclass(frozen=True)
 class EpisodeBatch:
-    """One finished episode per env, padded to the longest: arrays are (T, N, ...)."""
+    """One iteration's steps, padded to the longest env: arrays are (T, N, ...).
+
+    ``mask`` marks the steps a gradient may use: those of episodes that finished in this
+    batch, from where this batch took them up. An episode still running when the iteration
+    ended is carried into the next one (:class:`RolloutCollector`); its steps here count in
+    ``env_steps`` but are masked out, since their returns-to-go are not known yet.
+    """
 
     obs: npt.NDArray[np.float32]  # (T, N, obs_dim), raw flat rows (see pgdeploy.layout)
     actions: npt.NDArray[np.int64]  # (T, N), or (T, N, heads) for multi-discrete actions
-    rewards: npt.NDArray[np.float32]  # (T, N), zero after an episode ends
-    mask: npt.NDArray[np.bool_]  # (T, N), True on steps that belong to the episode
-    lengths: npt.NDArray[np.int64]  # (N,)
-    episode_returns: npt.NDArray[np.float64]  # (N,) undiscounted
+    rewards: npt.NDArray[np.float32]  # (T, N), zero off the mask
+    mask: npt.NDArray[np.bool_]  # (T, N), True on steps of episodes that finished here
+    lengths: npt.NDArray[np.int64]  # (E,) whole lengths of the episodes that finished, env order
+    episode_returns: npt.NDArray[np.float64]  # (E,) their undiscounted whole returns
+    env_steps: int = -1
+    """Every env step this batch took, carried episodes' included (-1: ``lengths.sum()``)."""
+    finish_steps: npt.NDArray[np.int64] | None = None
+    """(E,) the vector step at which each episode finished (None: at its length)."""
 
-    @property
-    def env_steps(self) -> int:
-        return int(self.lengths.sum())
+    def __post_init__(self) -> None:
+        if self.env_steps < 0:
+            object.__setattr__(self, "env_steps", int(self.lengths.sum()))
+        if self.finish_steps is None:
+            object.__setattr__(self, "finish_steps", self.lengths.copy())
 
 
 class ActingNet:
@@ -139,7 +152,17 @@ def _array(tensor: torch.Tensor) -> npt.NDArray[np.float32]:
 
 
 class RolloutCollector:
-    """Plays one episode in each of ``num_envs`` vectorised envs per :meth:`collect`.
+    """Plays each of ``num_envs`` vectorised envs to the end of its episode per
+    :meth:`collect`, for at most ``iteration_steps`` vector steps (and the caller's
+    ``max_steps``), so an iteration's size is bounded however long the episodes are.
+
+    An episode still running at that bound is carried over: the next collect continues it
+    (envs that finished are reset, the others are not). Its steps before the bound are
+    counted and its return accrues, but only the steps of the part that finishes go into a
+    gradient, so every return-to-go a gradient sees is a complete Monte-Carlo return under
+    the weights that chose its actions (REINFORCE stays on-policy). A native numpy vector
+    env cannot reset some envs and not others: there a carried episode is dropped and all
+    envs reset. Episodes are cut (truncated) at ``max_episode_steps``.
 
     ``seed`` seeds the envs (env ``j`` gets ``seed + j``) and, unless ``sampler_seed`` is
     given, the action sampler. A Ray worker holding envs ``k..k+n`` of the run passes
@@ -155,6 +178,7 @@ class RolloutCollector:
         hidden_sizes: tuple[int, ...],
         obs_clip: float,
         max_episode_steps: int | None = None,
+        iteration_steps: int | None = None,
         sampler_seed: np.random.SeedSequence | None = None,
         vectorization: Vectorization = "auto",
         env_kwargs: Mapping[str, object] | None = None,
@@ -175,58 +199,107 @@ class RolloutCollector:
             sampler_seed = np.random.SeedSequence(seed).spawn(1)[0]
         self.uniforms = UniformStream(sampler_seed)
         self.max_episode_steps = max_episode_steps or spec.max_episode_steps or 10_000
+        self.iteration_steps = iteration_steps or self.max_episode_steps
         layout = spec.obs_layout
         self.flatten = None if layout.plain else layout.flatten_batch
         self.n_heads = spec.action_layout.n_branches
         self._next_seed: int | None = seed
+        self._partial_reset = isinstance(self.envs, (gym.vector.SyncVectorEnv, WorkerVectorEnv))
+        # Episodes in progress between collects: which envs, their last obs, length, return.
+        self._carried = np.zeros(num_envs, dtype=bool)
+        self._carry_obs: npt.NDArray[np.float32] | None = None
+        self._length = np.zeros(num_envs, dtype=np.int64)
+        self._return = np.zeros(num_envs, dtype=np.float64)
 
-    def collect(self, policy_state: Mapping[str, torch.Tensor]) -> EpisodeBatch:
-        """Reset every env and step them together until each has finished one episode.
+    def collect(
+        self,
+        policy_state: Mapping[str, torch.Tensor],
+        *,
+        max_steps: int | None = None,
+        should_stop: Callable[[], object] | None = None,
+    ) -> EpisodeBatch | None:
+        """Step every env until its episode ends, for at most ``iteration_steps`` and
+        ``max_steps`` vector steps; None (and nothing carried) if ``should_stop`` answers
+        truthy between two vector steps.
 
         One batched forward pass per vector step. Envs that finish early are not stepped
-        again where each env steps on its own (``alive_stepper``);
-        a native vector env keeps stepping them (autoreset). Either way those rows are masked
-        out and not counted.
+        again where each env steps on its own (``alive_stepper``); a native vector env keeps
+        stepping them (autoreset). Either way those rows are masked out and not counted.
         """
         self.policy.load_state_dict(policy_state)
         fast = NumpyActingNet.supports(self.policy.spec)
         net = NumpyActingNet(self.policy) if fast else ActingNet(self.policy)
-        obs, _ = self.envs.reset(seed=self._next_seed)
-        self._next_seed = None
-        n = self.num_envs
+        horizon = min(self.iteration_steps, max_steps or self.iteration_steps)
+        obs = self._start()
+        n, heads = self.num_envs, self.n_heads
         alive = np.ones(n, dtype=bool)
-        lengths = np.zeros(n, dtype=np.int64)
+        finished = np.zeros(n, dtype=bool)
+        finish_steps = np.zeros(n, dtype=np.int64)
         obs_steps: list[npt.NDArray[np.float32]] = []
         action_steps: list[npt.NDArray[np.int64]] = []
         reward_steps: list[npt.NDArray[np.float32]] = []
-        mask_steps: list[npt.NDArray[np.bool_]] = []
-        heads = self.n_heads
+        alive_steps: list[npt.NDArray[np.bool_]] = []
         step = alive_stepper(self.envs)
-        while alive.any() and len(obs_steps) < self.max_episode_steps:
-            obs = np.asarray(obs, dtype=np.float32) if self.flatten is None else self.flatten(obs)
+        while alive.any() and len(obs_steps) < horizon:
+            if should_stop is not None and should_stop():
+                self._carried[:] = False  # the envs stand mid-episode: the next collect resets
+                return None
             actions = net.act(obs, self.uniforms.take(n * heads).reshape(n, heads))
             obs_steps.append(obs)
             action_steps.append(actions)
-            mask_steps.append(alive.copy())
-            obs, rewards, terminated, truncated = step(actions, alive)
+            alive_steps.append(alive.copy())
+            raw, rewards, terminated, truncated = step(actions, alive)
+            obs = self._flat(raw)
             reward_steps.append(np.multiply(rewards, alive, dtype=np.float32))
-            lengths += alive
-            alive &= ~(terminated | truncated)
-        rewards_arr = np.stack(reward_steps)
+            self._length += alive
+            self._return += reward_steps[-1]
+            done = alive & (terminated | truncated | (self._length >= self.max_episode_steps))
+            finished |= done
+            finish_steps[done] = len(obs_steps)
+            alive &= ~done
+        self._carried = alive
+        self._carry_obs = obs
+        ended = np.flatnonzero(finished)
+        lengths, returns = self._length[ended].copy(), self._return[ended].copy()
+        self._length[finished], self._return[finished] = 0, 0.0
+        mask = np.stack(alive_steps) & finished
         return EpisodeBatch(
             obs=np.stack(obs_steps),
             actions=np.stack(action_steps),
-            rewards=rewards_arr,
-            mask=np.stack(mask_steps),
+            rewards=np.stack(reward_steps) * mask,
+            mask=mask,
             lengths=lengths,
-            episode_returns=rewards_arr.sum(axis=0, dtype=np.float64),
+            episode_returns=returns,
+            env_steps=int(np.stack(alive_steps).sum()),
+            finish_steps=finish_steps[ended],
         )
+
+    def _start(self) -> npt.NDArray[np.float32]:
+        """Flat observations to start a collect from: carried episodes continue, every other
+        env is reset (all of them where partial resets are not possible)."""
+        carried = self._carried
+        if not carried.any() or not self._partial_reset or self._carry_obs is None:
+            raw, _ = self.envs.reset(seed=self._next_seed)
+            self._next_seed = None
+            self._carried[:] = False
+            self._length[:], self._return[:] = 0, 0.0
+            return self._flat(raw)
+        obs: npt.NDArray[np.float32] = self._carry_obs.copy()
+        if not carried.all():
+            raw, _ = self.envs.reset(options={"reset_mask": ~carried})
+            obs[~carried] = self._flat(raw)[~carried]
+        return obs
+
+    def _flat(self, raw: Any) -> npt.NDArray[np.float32]:
+        if self.flatten is None:
+            return np.asarray(raw, dtype=np.float32)
+        return self.flatten(raw)
 
     def rng_state(self) -> str:
         """The envs' and the sampler's RNG states as JSON (what a resumed run continues from).
 
-        Every :meth:`collect` resets all envs first, so between collects these states are
-        all the randomness a run carries forward.
+        A collect with no episode carried over resets all envs first, so between such
+        collects these states are all the randomness a run carries forward.
         """
         envs = [g.bit_generator.state for g in self._env_generators()]
         return json.dumps({"envs": envs, "uniforms": self.uniforms.get_state()})
@@ -243,6 +316,7 @@ class RolloutCollector:
             generator.bit_generator.state = saved
         self.uniforms.set_state(data["uniforms"])
         self._next_seed = None
+        self._carried[:] = False
 
     def _env_generators(self) -> list[np.random.Generator]:
         """The generators the envs draw resets from: one per env, or one for a numpy vector env."""
@@ -286,4 +360,6 @@ def concat_batches(batches: Sequence[EpisodeBatch]) -> EpisodeBatch:
         mask=np.concatenate([pad(b.mask, False) for b in batches], axis=1),
         lengths=np.concatenate([b.lengths for b in batches]),
         episode_returns=np.concatenate([b.episode_returns for b in batches]),
+        env_steps=sum(b.env_steps for b in batches),
+        finish_steps=np.concatenate([cast(npt.NDArray[np.int64], b.finish_steps) for b in batches]),
     )

@@ -1,36 +1,24 @@
-"""Train a softmax policy with REINFORCE on vectorised gymnasium envs.
+"""Train a softmax policy with REINFORCE on vectorised gymnasium envs: the whole loop.
 
-Each iteration: the collector (:mod:`pgdeploy.training.collector`: in this process, or Ray
-workers with ``workers > 0``) plays one episode in each of ``num_envs`` envs with the current
-weights (one batched forward pass per vector step, actions by the
-inverse-CDF sampler from a seeded stream); the :class:`ReinforceLearner` takes one
-gradient step on the whole batch. Training stops when the mean return of the last
-``solve_window`` finished episodes reaches the env's reward threshold, or when the
-``total_timesteps`` budget is spent, and says which.
+One iteration, in :func:`_iterate`, top to bottom:
 
-Choices, all in :class:`~pgdeploy.training.config.TrainConfig`, measured on CartPole-v1 seeds 0-9
-(benchmarks/RESULTS.md has the curves):
+1. collect: the collector (:mod:`~pgdeploy.training.rollout`, or Ray workers with
+   ``workers > 0``) plays each of ``num_envs`` envs on to the end of its episode with the
+   current weights, for at most ``iteration_steps`` steps per env and never past the budget;
+2. returns: discounted returns-to-go of the finished episodes minus a baseline
+   (:meth:`ReinforceLearner.advantages`);
+3. loss: the REINFORCE objective (:meth:`ReinforceLearner.loss`, written out as math there);
+4. step: one Adam step, refused when anything is non-finite (:meth:`ReinforceLearner.step`);
+5. record: counters, the solved window, the metrics history (:mod:`~pgdeploy.training.record`)
+   and the best weights (:class:`BestPolicy`);
+6. save: the run's artefacts as one set into its folder (:mod:`~pgdeploy.training.folder`)
+   every ``checkpoint_every`` iterations and/or ``checkpoint_seconds``, at the end, and when
+   ``should_stop`` asks (Ctrl-C/SIGTERM through :mod:`~pgdeploy.training.signals`).
 
-- REINFORCE, kept plain: Monte-Carlo returns-to-go, no critic, one gradient step per batch.
-- A per-timestep baseline (the batch's mean return-to-go at each step) and standardised
-  advantages: variance reduction without a learned value, so the algorithm stays REINFORCE.
-  When every episode of a batch reaches the time limit the advantages are exactly zero and
-  the policy is left alone, which keeps a solved policy solved.
-- 16 envs, one episode from each per update, Adam at lr 0.05: the number of updates, not
-  the batch size, is what the run needs, so small batches and a large step solve in the
-  fewest samples; 16 envs is where the per-vector-step cost (env + one batched forward)
-  is amortised enough to meet the wall-time goal at <= 100k median steps.
-- Observation normalisation off by default (optional; baked into the export when on).
-- Acting through the folded export function (:class:`~pgdeploy.training.rollout.ActingNet`): same
-  sampling contract, a third of the per-step cost of the nn.Module path.
-- A hand-written Adam (:mod:`pgdeploy.training.optim`): ``torch.optim`` costs ~1.3 s of imports.
-- One torch thread: the network is tiny, threads only add synchronisation.
-
-Saving (``out_dir``): the run's artefacts are saved as one set
-(:mod:`pgdeploy.training.run_folder`) every ``checkpoint_every`` iterations and/or
-``checkpoint_seconds``, at the end, and when ``should_stop`` asks (Ctrl-C/SIGTERM through
-:mod:`pgdeploy.training.signals`). A resumed run continues its counters, history,
-optimiser and RNG states (:mod:`pgdeploy.training.checkpoint`).
+Training stops when the mean return of the last ``solve_window`` finished episodes reaches
+the env's reward threshold or the ``total_timesteps`` budget is spent, and says which. The
+choices behind the defaults are in :class:`~pgdeploy.training.config.TrainConfig`'s field
+docs, their measurements in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -49,26 +37,20 @@ import torch
 
 from pgdeploy import __version__
 from pgdeploy.envs.making import policy_spec
-from pgdeploy.errors import CheckpointError
+from pgdeploy.errors import CheckpointError, TrainingDivergedError
 from pgdeploy.spec import PolicySpec
 from pgdeploy.training.callbacks import Callback, IterationStats
-from pgdeploy.training.checkpoint import (
-    Checkpoint,
-    ResumeState,
-    check_resumable,
-    check_same_spaces,
-    resume_payload,
-    resume_state,
-    save_checkpoint,
-)
+from pgdeploy.training.checkpoint import Checkpoint, save_checkpoint
+from pgdeploy.training.checkpoint_safety import non_finite_weights
 from pgdeploy.training.collector import Collector, make_collector
 from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.folder import RunFolder
 from pgdeploy.training.outcome import health_warnings
 from pgdeploy.training.policy import SoftmaxPolicy
+from pgdeploy.training.record import TrainingRecord
 from pgdeploy.training.reinforce import ReinforceLearner, UpdateStats
-from pgdeploy.training.rollout import EpisodeBatch, RolloutCollector
-from pgdeploy.training.run_folder import RunFolder
-from pgdeploy.training.run_state import RunState
+from pgdeploy.training.resume import ResumeState, resume_payload, resume_state
+from pgdeploy.training.rollout import RolloutCollector
 
 
 @dataclass(frozen=True)
@@ -109,40 +91,75 @@ def train(
 ) -> TrainResult:
     """Run REINFORCE until solved or out of budget, saving the run into ``out_dir`` if given.
 
-    ``resume_from`` continues that checkpoint's run (see :mod:`pgdeploy.training.checkpoint`):
-    its counters count against ``config.total_timesteps``, and a config that changes the
-    policy (env, network) is refused before any work. ``should_stop`` is asked after every
-    iteration; a non-None answer (a reason, e.g. a signal name) saves the run and returns
-    with ``interrupted`` set. ``collector`` replaces the one the config describes (e.g. a
-    :class:`~pgdeploy.training.ray_collector.RayCollector` the caller keeps, to read its
-    timings); training closes it either way.
+    ``resume_from`` continues that checkpoint's run: :func:`~pgdeploy.training.resume.resume_state`
+    checks it once, before any work (its counters count against ``config.total_timesteps``;
+    a config that changes the policy is refused). ``out_dir`` is claimed for the run (a lock
+    that a second process is refused) unless it is a RunFolder its caller claimed.
+    ``should_stop`` is asked between vector steps; a non-None answer (a reason, e.g. a
+    signal name) saves the last whole iteration and returns with ``interrupted`` set.
+    ``collector`` replaces the one the config describes (e.g. a Ray collector the caller
+    keeps, to read its timings); training closes it either way. A non-finite loss,
+    gradient or weight stops the run with :class:`TrainingDivergedError` after saving its
+    last finite state.
     """
     torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
     spec = policy_spec(config.env_id, env_kwargs=config.env_kwargs, wrapper=config.wrapper)
-    if resume_from is not None:
-        check_resumable(resume_from, config)
-        check_same_spaces(resume_from, spec)
+    resumed = resume_state(resume_from, config, spec) if resume_from is not None else None
     folder = RunFolder(out_dir) if isinstance(out_dir, (str, Path)) else out_dir
-    policy = SoftmaxPolicy(spec, hidden_sizes=config.hidden_sizes, obs_clip=config.obs_clip)
-    learner = ReinforceLearner(policy, config)
-    resumed = resume_state(resume_from) if resume_from is not None else None
-    if resumed is not None and resume_from is not None:
-        resumed.restore(resume_from, policy, learner.optimizer)
-        value_state = resume_from.resume.get("value")
-        if learner.value is not None and isinstance(value_state, dict):
-            learner.value.load_state_dict(value_state)
-    collector = _collector(config, spec, resumed, collector)
-    run = _Run(config, spec, learner, collector, RunState.begin(config, resumed))
-    if resume_from is not None:
-        run.best.carry(resume_from.training)
-    saves = PeriodicSaves(config, folder)
-    interrupted = None
+    claimed = folder is not None and folder.claim()
     try:
-        while run.state.env_steps < config.total_timesteps:
-            progress = run.state.env_steps / config.total_timesteps
-            stats = run.state.record(*_iteration(collector, learner, policy, progress))
-            run.observe(stats)
+        policy = SoftmaxPolicy(spec, hidden_sizes=config.hidden_sizes, obs_clip=config.obs_clip)
+        learner = ReinforceLearner(policy, config)
+        if resumed is not None and resume_from is not None:
+            resumed.restore(resume_from, policy, learner.optimizer)
+            if learner.value is not None and resumed.value is not None:
+                learner.value.load_state_dict(resumed.value)
+        collector = _collector(config, spec, resumed, collector)
+        run = _Run(config, spec, learner, collector, TrainingRecord.begin(config, resumed))
+        return _iterate(run, folder, callbacks, should_stop)
+    finally:
+        if claimed and folder is not None:
+            folder.release()
+
+
+def _iterate(
+    run: _Run,
+    folder: RunFolder | None,
+    callbacks: tuple[Callback, ...],
+    should_stop: Callable[[], str | None] | None,
+) -> TrainResult:
+    """The training loop: one iteration is collect -> returns -> loss -> step -> record -> save."""
+    config, record, learner, collector = run.config, run.record, run.learner, run.collector
+    saves = PeriodicSaves(config, folder)
+    interrupted: str | None = None
+    diverged: TrainingDivergedError | None = None
+    try:
+        while record.env_steps < config.total_timesteps:
+            # 1. Collect: every env plays on to the end of its episode, for at most
+            #    iteration_steps steps and never past the budget (by num_envs - 1 at most).
+            left = config.total_timesteps - record.env_steps
+            batch = collector.collect(
+                learner.policy.state_dict(),
+                max_steps=-(-left // config.num_envs),
+                should_stop=should_stop,
+            )
+            if batch is None:  # should_stop answered mid-iteration: keep the last whole one
+                interrupted = should_stop() if should_stop is not None else None
+                break
+            # 2. Returns: discounted returns-to-go of the finished episodes, minus the baseline.
+            advantages = learner.advantages(batch)
+            update = NO_UPDATE
+            if batch.mask.any():
+                # 3. Loss: -log pi(a|s) * A - beta * entropy, over the batch's masked steps.
+                loss, entropy = learner.loss(batch, advantages)
+                # 4. Step: Adam; a non-finite loss, gradient or weight raises, state kept.
+                progress = record.env_steps / config.total_timesteps
+                grad_norm = learner.step(loss, batch, progress=progress)
+                update = UpdateStats(loss.item(), entropy.item(), grad_norm)
+            # 5. Record: counters, the solved window, the history, the best weights.
+            stats = record.add(batch, update)
+            run.observe()
             for callback in callbacks:
                 callback(stats)
             if run.solved() and config.stop_on_solve:
@@ -150,18 +167,35 @@ def train(
             interrupted = should_stop() if should_stop is not None else None
             if interrupted is not None:
                 break
-            saves.after_iteration(run.state.new_iterations, run.snapshot)
-        final = run.snapshot(interrupted)
+            # 6. Save, when checkpoint_every / checkpoint_seconds say so.
+            saves.after_iteration(record.new_iterations, run.snapshot)
+    except TrainingDivergedError as exc:
+        diverged = exc
     finally:
         collector.close()
-    path = final.save_to(folder) if folder is not None and run.state.iterations > 0 else None
+    final = run.snapshot(interrupted, diverged=None if diverged is None else str(diverged))
+    path = final.save_to(folder) if folder is not None and record.iterations > 0 else None
+    if diverged is not None:
+        kept = (
+            f"its last finite state (iteration {record.iterations}) is saved in {path}"
+            if path is not None
+            else "nothing was saved"
+        )
+        raise TrainingDivergedError(
+            f"training stopped after iteration {record.iterations}: {diverged}; {kept}; "
+            "try a smaller learning_rate or max_grad_norm"
+        ) from diverged
     return TrainResult(
         checkpoint=final.checkpoint,
         checkpoint_path=path,
-        history=run.state.history,
-        new_iterations=run.state.new_iterations,
+        history=record.history,
+        new_iterations=record.new_iterations,
         interrupted=interrupted,
     )
+
+
+#: An iteration in which no episode finished (all carried over): no step, no statistics.
+NO_UPDATE = UpdateStats(math.nan, math.nan, math.nan)
 
 
 class PeriodicSaves:
@@ -183,14 +217,6 @@ class PeriodicSaves:
         return True
 
 
-def _iteration(
-    collector: Collector, learner: ReinforceLearner, policy: SoftmaxPolicy, progress: float
-) -> tuple[EpisodeBatch, UpdateStats]:
-    """One batch and one update; ``progress`` (0..1 of the budget) drives the lr schedule."""
-    batch = collector.collect(policy.state_dict())
-    return batch, learner.update(batch, progress=progress)
-
-
 def _collector(
     config: TrainConfig, spec: PolicySpec, resumed: ResumeState | None, given: Collector | None
 ) -> Collector:
@@ -201,10 +227,12 @@ def _collector(
     collector = given if given is not None else make_collector(config, spec, seed=seed)
     if resumed is not None and resumed.rng and isinstance(collector, RolloutCollector):
         try:
-            collector.restore_rng_state(resumed.rng)
-        except (KeyError, TypeError, ValueError) as exc:
+            collector.restore_rng_state(resumed.rng)  # its shape was checked by resume_state
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             collector.close()
-            raise CheckpointError(f"checkpoint has a malformed RNG state: {exc}") from exc
+            raise CheckpointError(
+                f"checkpoint has an RNG state this collector cannot take: {type(exc).__name__}"
+            ) from exc
     return collector
 
 
@@ -229,16 +257,16 @@ class _Run:
     spec: PolicySpec
     learner: ReinforceLearner
     collector: Collector
-    state: RunState
+    record: TrainingRecord
     best: BestPolicy = field(default_factory=lambda: BestPolicy())
     returns_seen: set[float] = field(default_factory=set)
 
-    def observe(self, stats: IterationStats) -> None:
+    def observe(self) -> None:
         """Keep the best full solve window's weights, and whether returns ever varied."""
-        if len(self.state.window) == self.state.window.maxlen:
-            self.best.offer(stats.window_mean_return, stats.env_steps, self.learner.policy)
+        if self.record.window_full:
+            self.best.offer(self.record, self.learner.policy)
         if len(self.returns_seen) < 2:
-            self.returns_seen.update(self.state.window)
+            self.returns_seen.update(self.record.window)
 
     @property
     def threshold(self) -> float | None:
@@ -247,16 +275,19 @@ class _Run:
         return self.spec.reward_threshold
 
     def solved(self) -> bool:
-        return self.state.solved(self.threshold)
+        return self.record.solved(self.threshold)
 
-    def snapshot(self, interrupted: str | None = None) -> _Snapshot:
+    def snapshot(self, interrupted: str | None = None, *, diverged: str | None = None) -> _Snapshot:
         """The run as it stands: a checkpoint with the summary and everything a resume needs."""
-        state = self.state
+        state = self.record
         training = _summary(self.config, state, self.threshold, interrupted)
         training.update(self.best.summary())
         # How the envs were stepped (pgdeploy.envs.describe_vectorization): "auto" chooses.
         training["vectorization"] = getattr(self.collector, "vectorization", "ray workers")
-        if not training["solved"] and interrupted is None:
+        training["diverged"] = diverged
+        if diverged is not None:
+            training["stop_reason"] = f"stopped: {diverged}"
+        elif not training["solved"] and interrupted is None:
             training["stop_reason"] += _unsolved_hint(self, training)
         checkpoint = Checkpoint(
             config=self.config,
@@ -289,14 +320,14 @@ class _Run:
 
     def _rng_state(self) -> str | None:
         """What an exact resume needs (the local collector's RNGs; None for other collectors)."""
-        if self.state.iterations == 0 or not isinstance(self.collector, RolloutCollector):
+        if self.record.iterations == 0 or not isinstance(self.collector, RolloutCollector):
             return None
         return self.collector.rng_state()
 
 
 def _unsolved_hint(run: _Run, training: dict[str, Any]) -> str:
     """Why an unsolved run ended where it did, and what to try."""
-    if not run.state.history:
+    if not run.record.history:
         return ""
     if len(run.returns_seen) == 1:
         (only,) = run.returns_seen
@@ -325,12 +356,14 @@ BEST_CHECKPOINT = "best.pt"
 
 
 class BestPolicy:
-    """The weights at the end of the best full solve window seen so far.
+    """The weights at the end of the best full solve window this process measured.
 
     REINFORCE can get worse after a peak (LunarLander with the defaults collapsed from a
     batch mean of 129 to 25-48); keeping these weights means a collapse never costs the
     user the good policy. They are written to ``best.pt`` (a full checkpoint without the
-    resume section), which ``pgdeploy export`` takes like ``model.pt``.
+    resume section), which ``pgdeploy export`` takes like ``model.pt``. Only a finite mean
+    of a window this process filled, with finite weights, is ever offered a place: nothing
+    read from a file (a resumed run's earlier ``best.pt`` stays until this part measures one).
     """
 
     def __init__(self) -> None:
@@ -338,30 +371,31 @@ class BestPolicy:
         self.mean_return = -math.inf
         self.env_steps = 0
 
-    def carry(self, training: dict[str, Any]) -> None:
-        """Continue a resumed run's record: its best weights stay in its ``best.pt`` until
-        this part beats their mean."""
-        mean, steps = training.get("best_window_mean_return"), training.get("best_env_steps")
-        if isinstance(mean, (int, float)) and isinstance(steps, int) and math.isfinite(mean):
-            self.mean_return, self.env_steps = float(mean), steps
-
-    def offer(self, window_mean: float, env_steps: int, policy: SoftmaxPolicy) -> None:
-        if window_mean > self.mean_return:
-            self.mean_return, self.env_steps = window_mean, env_steps
-            self.state = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+    def offer(self, record: TrainingRecord, policy: SoftmaxPolicy) -> None:
+        """Keep ``policy``'s weights if the window's mean beats the best so far. The window
+        must hold only returns of this process's episodes."""
+        if record.new_episodes < len(record.window):
+            return
+        mean = float(np.mean(record.window))
+        if not math.isfinite(mean) or mean <= self.mean_return:
+            return
+        state = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+        if non_finite_weights(state):
+            return
+        self.mean_return, self.env_steps, self.state = mean, record.env_steps, state
 
     def summary(self) -> dict[str, Any]:
-        if self.state is None and not math.isfinite(self.mean_return):
+        if self.state is None:
             return {"best_window_mean_return": None, "best_env_steps": None}
         return {"best_window_mean_return": self.mean_return, "best_env_steps": self.env_steps}
 
 
 def _summary(
-    config: TrainConfig, state: RunState, threshold: float | None, interrupted: str | None
+    config: TrainConfig, state: TrainingRecord, threshold: float | None, interrupted: str | None
 ) -> dict[str, Any]:
-    window_full = len(state.window) == state.window.maxlen
+    window_full = state.window_full
     mean = float(np.mean(state.window)) if state.window else None
-    solved = threshold is not None and window_full and mean is not None and mean >= threshold
+    solved = state.solved(threshold)
     if interrupted is not None:
         reason = f"interrupted by {interrupted}"
     elif solved and config.stop_on_solve:

@@ -7,8 +7,12 @@ under a temp name first and the four are then renamed back to back, ``model.pt``
 kill at any moment leaves either the previous set or the new one. A failure while
 staging (disk full) leaves the previous set untouched and names the file that failed.
 
-A folder holds one run. :func:`new_run_dir` claims a fresh numbered folder under ``runs/``
-for each run and points ``runs/latest`` at it (a symlink, where the OS allows one).
+A folder holds one run, written by one process at a time: :meth:`RunFolder.claim` takes an
+OS lock on ``.pgdeploy.lock`` in it (``flock``, released by the OS if the process dies), held
+for the whole run, and a second process is refused before it looks at the folder. So two
+``pgdeploy train`` into one empty folder cannot both find it empty. :func:`new_run_dir`
+claims a fresh numbered folder under ``runs/`` for each run and points ``runs/latest`` at it
+(a symlink, where the OS allows one).
 """
 
 from __future__ import annotations
@@ -59,6 +63,21 @@ class RunFolder:
         self.metrics_format: MetricsFormat = metrics_format
         self.learning_curve = learning_curve
         self.saved_iterations: int | None = None
+        self._lock: int | None = None
+
+    def claim(self) -> bool:
+        """Take the folder for this process (creating it); False if this object already
+        holds it. A RunFolderError if another process does. Released by :meth:`release`."""
+        if self._lock is not None:
+            return False
+        check_writable(self.path)
+        self._lock = lock_folder(self.path)
+        return True
+
+    def release(self) -> None:
+        if self._lock is not None:
+            unlock_folder(self.path, self._lock)
+            self._lock = None
 
     @property
     def checkpoint_path(self) -> Path:
@@ -72,8 +91,18 @@ class RunFolder:
         """Check, before any work, that this run may write here; writes only a probe file.
 
         A folder holding another run is refused unless ``overwrite`` (its artefacts are then
-        deleted) or ``continuing`` (the run being resumed is this folder's own).
+        deleted) or ``continuing`` (the run being resumed is this folder's own). Claims the
+        folder first (:meth:`claim`), so no other process can be writing a run into it.
         """
+        claimed = self.claim()
+        try:
+            self._check_free(overwrite=overwrite, continuing=continuing)
+        except BaseException:
+            if claimed:
+                self.release()
+            raise
+
+    def _check_free(self, *, overwrite: bool, continuing: bool) -> None:
         found = self.run_files()
         if found and not (overwrite or continuing):
             raise RunFolderError(
@@ -117,6 +146,52 @@ class RunFolder:
         if self.checkpoint_path.exists():
             return f"{self.path} still holds its previous checkpoint and artefacts, unchanged"
         return f"nothing was saved in {self.path}"
+
+
+LOCK_NAME = ".pgdeploy.lock"
+
+
+def lock_folder(folder: Path) -> int:
+    """An exclusive, non-blocking ``flock`` on ``folder/.pgdeploy.lock``; its descriptor.
+
+    The file is removed on release, so after taking the lock the path must still name the
+    file locked (else another process removed it in between, and the lock is taken again).
+    Where ``fcntl`` does not exist (Windows) the folder is not locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return -1
+    path = folder / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = "".join(c for c in os.read(fd, 16).decode("ascii", "replace") if c.isdigit())
+            os.close(fd)
+            raise RunFolderError(
+                f"{folder} is being written by another training run (pid {holder or '?'}); "
+                "wait for it to end, or train into another folder"
+            ) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode("ascii"))
+            return fd
+        os.close(fd)
+
+
+def unlock_folder(folder: Path, fd: int) -> None:
+    """Remove the lock file, then drop the lock (in that order: see :func:`lock_folder`)."""
+    if fd < 0:
+        return
+    with contextlib.suppress(FileNotFoundError):
+        (folder / LOCK_NAME).unlink()
+    os.close(fd)
 
 
 def detect_metrics_format(folder: Path) -> MetricsFormat:

@@ -4,8 +4,8 @@
 a config file, explicit overrides, or a run being resumed); :func:`run_training` checks
 every precondition before the first step of work (extras installed, env makeable, resume
 compatible, output folder free and writable), then trains with the usual callbacks,
-saving the run's artefacts as one set (:mod:`pgdeploy.training.run_folder`) periodically,
-at the end, and on Ctrl-C/SIGTERM. :func:`outcome_line` says whether the run solved.
+saving the run's artefacts as one set (:mod:`pgdeploy.training.folder`) periodically,
+at the end, and on Ctrl-C/SIGTERM.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def resolve_config(
     (skipped when ``use_preset`` is false or when resuming), ``config_file``, ``overrides``.
 
     ``resume``: a run folder, its ``model.pt``, or a loaded Checkpoint (``resume_from`` is the
-    older spelling); its saved config replaces the defaults and the preset, and a config
-    that changes the policy (env, network) or leaves no budget is refused here. Its env id
+    older spelling); its saved config replaces the defaults and the preset (whether the new
+    config can continue it is checked once, when training starts). Its env id
     is data from a file, so a ``module:EnvId`` there is refused
     (:func:`pgdeploy.envs.env_id_from_file`) unless the user names the env (``env_id`` in
     ``overrides`` or the config file) or passes ``trust_env_module``.
@@ -75,9 +75,6 @@ def resolve_config(
         config = build_config(checkpoint.config.to_dict(), from_file, given)
         named = {k: v for k, v in config.to_dict().items() if k not in {**from_file, **given}}
         check_module_fields(named, source="the checkpoint being resumed", trusted=trust_env_module)
-        from pgdeploy.training.checkpoint import check_resumable
-
-        check_resumable(checkpoint, config)
         return ResolvedConfig(config, resume_from=checkpoint)
     env_id = given.get("env_id", from_file.get("env_id", TrainConfig.env_id))
     preset = preset_for(env_id) if use_preset else {}
@@ -129,8 +126,7 @@ def run_training(
     require_training_extras(tensorboard=tensorboard_dir is not None)
     from pgdeploy.envs.making import policy_spec
     from pgdeploy.training.callbacks import ProgressReporter, TensorBoardWriter
-    from pgdeploy.training.checkpoint import check_resumable, check_same_spaces
-    from pgdeploy.training.run_folder import RunFolder, detect_metrics_format, new_run_dir
+    from pgdeploy.training.folder import RunFolder, detect_metrics_format, new_run_dir
     from pgdeploy.training.signals import StopRequest, stop_on_signals
     from pgdeploy.training.train import train
 
@@ -143,9 +139,6 @@ def run_training(
             "set solve_threshold"
         )
     own_dir = resume_from.path.parent if resume_from and resume_from.path else None
-    if resume_from is not None:
-        check_resumable(resume_from, config)
-        check_same_spaces(resume_from, spec)
     folder_path = Path(out_dir) if out_dir is not None else own_dir
     continuing = own_dir is not None and folder_path is not None and _same(folder_path, own_dir)
     if folder_path is None:
@@ -154,17 +147,17 @@ def run_training(
     folder = RunFolder(folder_path, metrics_format=fmt)
     if tensorboard_dir is not None:
         check_writable(tensorboard_dir)
-    folder.prepare(overwrite=overwrite, continuing=continuing)
+    folder.prepare(overwrite=overwrite, continuing=continuing)  # claims it until the end
     callbacks: list[Any] = []
-    if tensorboard_dir is not None:
-        callbacks.append(TensorBoardWriter(tensorboard_dir))
-    if progress is not False:
-        stream = None if progress is True else progress
-        callbacks.append(ProgressReporter(config.total_timesteps, stream=stream))
-    signals: contextlib.AbstractContextManager[StopRequest | None] = (
-        stop_on_signals() if handle_signals else contextlib.nullcontext()
-    )
     try:
+        if tensorboard_dir is not None:
+            callbacks.append(TensorBoardWriter(tensorboard_dir))
+        if progress is not False:
+            stream = None if progress is True else progress
+            callbacks.append(ProgressReporter(config.total_timesteps, stream=stream))
+        signals: contextlib.AbstractContextManager[StopRequest | None] = (
+            stop_on_signals() if handle_signals else contextlib.nullcontext()
+        )
         with signals as stop:
             return train(
                 config,
@@ -176,13 +169,7 @@ def run_training(
     finally:
         for callback in callbacks:
             callback.close()
-
-
-def outcome_line(summary: Mapping[str, Any]) -> str:
-    """``SOLVED: ...`` or ``NOT SOLVED: ...``; see :mod:`pgdeploy.training.outcome`."""
-    from pgdeploy.training.outcome import outcome_line as line
-
-    return line(summary)
+        folder.release()
 
 
 def _same(a: Path, b: Path) -> bool:
