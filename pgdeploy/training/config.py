@@ -89,9 +89,9 @@ class TrainConfig:
     """Cut training episodes at this many steps; ``None`` uses the env's own time limit
     (envs without one, e.g. CliffWalking, are cut at 10,000 steps)."""
     iteration_steps: int = 1000
-    """Most steps one iteration takes from each env, so an iteration (and the overshoot of
-    ``total_timesteps``, which the last iteration also never passes by more than
-    ``num_envs - 1`` steps) is bounded however long episodes are. An episode still running
+    """Most steps one iteration takes from each env: iterations stay short however long
+    episodes are. The last one never passes ``total_timesteps`` by more than
+    ``num_envs - 1`` steps. An episode still running
     at this bound continues in the next iteration; only its finishing part enters a
     gradient, so returns stay complete. At or above the episode length, one episode per
     env per iteration, as in plain REINFORCE."""
