@@ -88,8 +88,8 @@ class PolicyNetwork:
         vectors = {"clip_low": self.clip_low, "clip_high": self.clip_high}
         if self.obs_mean is not None and self.obs_std is not None:
             vectors |= {"obs_mean": self.obs_mean, "obs_std": self.obs_std}
-        for name, vector in vectors.items():
-            problems += _check_array(name, vector, (n_cont,))
+        for name, vector in vectors.items():  # (0,) when every column is one-hot encoded
+            problems += _check_array(name, vector, (n_cont,), allow_empty=True)
         if self.obs_std is not None and not problems and not (self.obs_std > 0).all():
             problems.append("obs_std has a value <= 0")
         if not self.layers:
@@ -109,10 +109,12 @@ class PolicyNetwork:
             raise ModelLoadError(f"{source} is not a pgdeploy policy: {problems[0]}")
 
 
-def _check_array(name: str, value: Any, shape: Sequence[int]) -> list[str]:
+def _check_array(
+    name: str, value: Any, shape: Sequence[int], *, allow_empty: bool = False
+) -> list[str]:
     if not isinstance(value, np.ndarray) or value.dtype != np.float32:
         return [f"{name} is not a float32 array"]
-    if value.shape != tuple(shape) or min(shape, default=1) < 1:
+    if value.shape != tuple(shape) or (min(shape, default=1) < 1 and not allow_empty):
         return [f"{name} has shape {list(value.shape)}, expected {list(shape)}"]
     if not np.isfinite(value).all():
         return [f"{name} holds a NaN or infinite value"]
