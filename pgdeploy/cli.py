@@ -292,6 +292,13 @@ def _given(ctx: click.Context, name: str) -> bool:
     default=None,
     help="Env for on-policy verification.  [default: the checkpoint's, if registered]",
 )
+@click.option(
+    "--vecnormalize",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A Stable-Baselines3 VecNormalize .pkl whose statistics the SB3 model was trained "
+    "with (read as data, never unpickled); folded into the graph.",
+)
 @_TRUST_ENV_MODULE
 def export(
     checkpoint: Path,
@@ -299,11 +306,22 @@ def export(
     atol: float,
     target: str,
     env_id: str | None,
+    vecnormalize: Path | None,
     trust_env_module: bool,
 ) -> None:
-    """Export CHECKPOINT (model.pt) to model.onnx + model.torchscript.pt (or C), verified first."""
+    """Export CHECKPOINT (model.pt) to model.onnx + model.torchscript.pt (or C), verified first.
+
+    CHECKPOINT may also be a Stable-Baselines3 zip (PPO, A2C, DQN) or a CleanRL state dict
+    (with --env), recognised by content; see docs/from-sb3.md.
+    """
+    from pgdeploy.importers import foreign_kind
     from pgdeploy.training.checkpoint_file import checkpoint_file
 
+    if foreign_kind(checkpoint) is not None:
+        _export_foreign(checkpoint, out_dir, vecnormalize, env_id, target)
+        return
+    if vecnormalize is not None:
+        raise click.UsageError("--vecnormalize applies to Stable-Baselines3 zips only")
     checkpoint_file(checkpoint)  # a wrong path fails now, not after torch's import
     if target == "c":
         from pgdeploy.export import export_c
@@ -351,6 +369,23 @@ def export(
             "action mismatches: "
             f"{check.greedy_mismatches} greedy, {check.sampled_mismatches} sampled"
         )
+
+
+def _export_foreign(
+    path: Path, out_dir: Path | None, vecnormalize: Path | None, env_id: str | None, target: str
+) -> None:
+    from pgdeploy.export.imported import export_foreign
+
+    report = export_foreign(
+        path, out_dir=out_dir, vecnormalize=vecnormalize, env_id=env_id, target=target
+    )
+    origin = report.provenance
+    click.echo(
+        f"onnx: {report.path} ({origin['algorithm']} from {origin['source']} "
+        f"{origin['source_version']}) verified on {report.n_observations} observations "
+        f"against the source policy rebuilt in PyTorch: max |dp| = {report.max_abs_diff:.2e}, "
+        f"greedy mismatches: {report.greedy_mismatches}"
+    )
 
 
 @main.command()

@@ -27,7 +27,7 @@ from pgdeploy._io import check_writable, commit_staged, stage_bytes
 from pgdeploy.errors import ExportVerificationError, ModelLoadError, UnsupportedExportError
 from pgdeploy.importers import ImportedPolicy
 from pgdeploy.runtime.agent import Agent
-from pgdeploy.spec import OBS_INPUT, OUTPUT_NAMES, UNIFORM_INPUT, spec_to_metadata
+from pgdeploy.spec import OBS_INPUT, OUTPUT_NAMES, PROBS_OUTPUT, UNIFORM_INPUT, spec_to_metadata
 
 #: Allowed |p_onnx - p_source| (float32 rounding of a few layers; a weight off by 1e-3
 #: moves probabilities by far more).
@@ -68,7 +68,8 @@ def export_imported(
             raise ExportVerificationError(
                 f"the ONNX export fails the runtime's load checks: {exc}; nothing was written"
             ) from exc
-        got = agent.probs(obs)
+        zeros = np.zeros((len(obs), imported.spec.action_layout.n_branches), np.float32)
+        got = agent.run_graph(obs, zeros)[PROBS_OUTPUT]
         diff = float(np.abs(got - expected).max())
         greedy = _greedy_mismatches(got, expected, imported.spec.action_layout.nvec)
         if not diff <= PROBS_ATOL or (imported.network.head == "argmax" and greedy):
@@ -81,6 +82,27 @@ def export_imported(
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
     return ImportReport(final, diff, greedy, len(obs), dict(imported.provenance))
+
+
+def export_foreign(
+    path: str | os.PathLike[str],
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+    vecnormalize: str | os.PathLike[str] | None = None,
+    env_id: str | None = None,
+    target: str = "onnx",
+) -> ImportReport:
+    """``pgdeploy export`` for a file that is not a pgdeploy checkpoint (SB3, CleanRL)."""
+    from pgdeploy.importers import load_foreign
+
+    if target != "onnx":
+        raise UnsupportedExportError(
+            f"--target {target} is not available for imported policies yet (ONNX only); "
+            "the C generator from a PolicyNetwork is on its way"
+        )
+    imported = load_foreign(path, vecnormalize=vecnormalize, env_id=env_id)
+    folder = Path(out_dir) if out_dir is not None else Path(path).parent
+    return export_imported(imported, folder)
 
 
 def verification_rows(imported: ImportedPolicy, n: int, seed: int) -> npt.NDArray[np.float32]:
@@ -197,15 +219,15 @@ class _NetworkModule(nn.Module):
         self.start = list(spec.action_layout.start)
 
     def act(self, x: torch.Tensor) -> torch.Tensor:
-        zero = torch.zeros_like(x)
+        """Built from relu, so no constant takes the traced batch's shape."""
         if self.activation == "relu":
             return torch.relu(x)
         if self.activation == "tanh":
             return torch.tanh(x)
-        if self.activation == "elu":
-            return torch.where(x > zero, x, torch.exp(torch.minimum(x, zero)) - 1)
+        if self.activation == "elu":  # x for x > 0 (exp(0) - 1 is exactly 0), else e^x - 1
+            return torch.relu(x) + (torch.exp(-torch.relu(-x)) - 1)
         if self.activation == "leaky_relu":
-            return torch.where(x > zero, x, x * self.alpha)
+            return torch.relu(x) - self.alpha * torch.relu(-x)
         if self.activation == "silu":
             return x * torch.sigmoid(x)
         raise UnsupportedExportError(f"activation {self.activation} has no interim graph")
@@ -240,6 +262,6 @@ def _one_hot_logits(logits: torch.Tensor, nvec: list[int]) -> torch.Tensor:
         chunk = logits[:, offset : offset + n]
         index = chunk.argmax(dim=1, keepdim=True)
         positions = torch.arange(n).unsqueeze(0)
-        parts.append(torch.where(positions == index, 0.0, -1e4))
+        parts.append(((positions == index).float() - 1.0) * 1e4)
         offset += n
     return torch.cat(parts, dim=1)

@@ -163,8 +163,18 @@ def _pickle(data: dict[str, Any], key: str, source: str) -> Any:
 def _class_name(data: dict[str, Any], key: str, source: str) -> str:
     value = _pickle(data, key, source)
     if not isinstance(value, Global):
-        raise ModelLoadError(f"{source}: field {key!r} is not a class reference")
+        raise ModelLoadError(
+            f"{source}: field {key!r} is not a class reference (its pickle builds "
+            f"{_built(value)}); pgdeploy never unpickles"
+        )
     return value.qualname
+
+
+def _built(value: Any) -> str:
+    """What a pickle's top value is, for messages: the global it calls, or its type."""
+    if isinstance(value, Call) and isinstance(value.func, Global):
+        return ascii(value.func.qualname)[1:-1]
+    return type(value).__name__
 
 
 def _policy_kwargs(data: dict[str, Any], source: str) -> dict[str, Any]:
@@ -173,14 +183,9 @@ def _policy_kwargs(data: dict[str, Any], source: str) -> dict[str, Any]:
         return entry  # plain JSON: SB3 stores JSON-serialisable values as they are
     value = _pickle(data, "policy_kwargs", source)
     if not isinstance(value, dict):
-        called = (
-            value.func.qualname
-            if isinstance(value, Call) and isinstance(value.func, Global)
-            else type(value).__name__
-        )
         raise ModelLoadError(
             f"{source}: policy_kwargs is not a plain dict (its pickle builds "
-            f"{ascii(called)[1:-1]}); pgdeploy never unpickles"
+            f"{_built(value)}); pgdeploy never unpickles"
         )
     return value
 
