@@ -11,6 +11,7 @@ to verify against. Nothing is unpickled: zips are read within bounds
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from pgdeploy.importers.imported import ImportedPolicy
 __all__ = ["ImportedPolicy", "foreign_kind", "load_foreign"]
 
 
-def foreign_kind(path: str | Path) -> str | None:
+def foreign_kind(path: str | os.PathLike[str]) -> str | None:
     """``"sb3"`` for an SB3 zip, ``"cleanrl"`` for a torch state dict that is not a pgdeploy
     checkpoint, ``None`` for anything else (a pgdeploy checkpoint, a non-zip)."""
     from pgdeploy.importers.archive import Archive
@@ -42,7 +43,10 @@ def foreign_kind(path: str | Path) -> str | None:
 
 
 def load_foreign(
-    path: str | Path, *, vecnormalize: str | Path | None = None, env_id: str | None = None
+    path: str | os.PathLike[str],
+    *,
+    vecnormalize: str | os.PathLike[str] | None = None,
+    env_id: str | None = None,
 ) -> ImportedPolicy:
     """The policy in an SB3 zip (``vecnormalize``: its VecNormalize ``.pkl``) or a CleanRL
     state dict (``env_id`` required); raises ModelLoadError naming what is unsupported."""

@@ -9,6 +9,7 @@ refused before a byte is inflated.
 
 from __future__ import annotations
 
+import os
 import re
 import zipfile
 from collections.abc import Iterable
@@ -34,7 +35,7 @@ MEMBER_NAME = re.compile(r"(?!/)(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9_.\-/]{1,200}"
 class Archive:
     """An opened, bounded zip: ``read(name)`` returns one member's bytes."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.source = ascii(str(self.path))
         size = self.path.stat().st_size if self.path.is_file() else -1

@@ -9,6 +9,7 @@ Categorical). CleanRL feeds raw float observations: Box observations only, no cl
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from pgdeploy.errors import ModelLoadError
@@ -26,7 +27,7 @@ LAYOUTS = {
 }
 
 
-def import_cleanrl(path: str | Path, *, env_id: str | None) -> ImportedPolicy:
+def import_cleanrl(path: str | os.PathLike[str], *, env_id: str | None) -> ImportedPolicy:
     archive = Archive(path)
     if env_id is None:
         raise ModelLoadError(

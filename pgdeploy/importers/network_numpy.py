@@ -18,20 +18,23 @@ F32 = npt.NDArray[np.float32]
 
 
 def activate(x: F32, name: str, alpha: float = 0.01) -> F32:
+    out: F32
     if name == "relu":
-        return np.maximum(x, np.float32(0))
-    if name == "tanh":
-        return np.tanh(x)
-    if name == "elu":
-        return np.where(x > 0, x, np.expm1(x)).astype(np.float32)
-    if name == "leaky_relu":
-        return np.where(x > 0, x, x * np.float32(alpha)).astype(np.float32)
-    if name == "silu":
-        return (x / (np.float32(1) + np.exp(-x))).astype(np.float32)
-    if name == "gelu":
+        out = np.maximum(x, np.float32(0))
+    elif name == "tanh":
+        out = np.tanh(x)
+    elif name == "elu":
+        out = np.where(x > 0, x, np.expm1(x))
+    elif name == "leaky_relu":
+        out = np.where(x > 0, x, x * np.float32(alpha))
+    elif name == "silu":
+        out = x / (np.float32(1) + np.exp(-x))
+    elif name == "gelu":
         erf = np.vectorize(math.erf, otypes=[np.float64])
-        return (0.5 * x * (1.0 + erf(x.astype(np.float64) / math.sqrt(2.0)))).astype(np.float32)
-    raise ValueError(f"unknown activation {name!r}")
+        out = 0.5 * x * (1.0 + erf(x.astype(np.float64) / math.sqrt(2.0)))
+    else:
+        raise ValueError(f"unknown activation {name!r}")
+    return out.astype(np.float32)
 
 
 def network_probs(spec: PolicySpec, network: PolicyNetwork, obs: npt.ArrayLike) -> F32:

@@ -267,6 +267,8 @@ class _Machine:
     def op_BUILD(self, arg: Any) -> None:
         state = self.stack.pop()
         target = self.stack[-1]
+        if isinstance(target, dict):  # an OrderedDict's attributes (torch's _metadata)
+            return
         if not isinstance(target, Call) or target.built:
             raise self.refuse("BUILD on something that is not a fresh object")
         target.state, target.built = state, True

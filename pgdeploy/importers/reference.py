@@ -62,7 +62,7 @@ def _build(torch: Any, actor: SourceActor) -> Any:
             modules.append(getattr(nn, _MODULES[actor.activation])())
     net = nn.Sequential(*modules).eval()
 
-    class Reference(nn.Module):  # type: ignore[misc]
+    class Reference(nn.Module):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             super().__init__()
             self.net = net

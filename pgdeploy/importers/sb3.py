@@ -10,6 +10,7 @@ become the network's ``(x - mean) / sqrt(var + eps)`` clipped at ``clip_obs``.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,10 @@ GREEDY_NOTE = (
 
 
 def import_sb3(
-    path: str | Path, *, vecnormalize: str | Path | None = None, env_id: str | None = None
+    path: str | os.PathLike[str],
+    *,
+    vecnormalize: str | os.PathLike[str] | None = None,
+    env_id: str | None = None,
 ) -> ImportedPolicy:
     archive = Archive(path)
     sb3 = read_sb3(archive)

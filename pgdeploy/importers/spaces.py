@@ -74,19 +74,19 @@ def observations(space: Any, *, top: bool = True) -> Observations:
     state = _state(space, what)
     if cls == BOX:
         shape = _shape(state.get("_shape"), what)
-        low = np.asarray(state.get("low"), dtype=np.float64).reshape(-1)
-        high = np.asarray(state.get("high"), dtype=np.float64).reshape(-1)
+        lows = np.asarray(state.get("low"), dtype=np.float64).reshape(-1)
+        highs = np.asarray(state.get("high"), dtype=np.float64).reshape(-1)
         dtype = state.get("dtype")
-        if len(shape) == 3 and dtype == np.uint8 and (low == 0).all() and (high == 255).all():
+        if len(shape) == 3 and dtype == np.uint8 and (lows == 0).all() and (highs == 255).all():
             raise UnsupportedSpace(
                 f"image observations (Box{tuple(shape)} uint8) are not supported: SB3 feeds them "
                 "to a CNN (CnnPolicy) or scales them by 1/255; export the MLP policy of a "
                 "vector-observation model"
             )
-        if low.size != math.prod(shape) or high.size != low.size:
+        if lows.size != math.prod(shape) or highs.size != lows.size:
             raise ModelLoadError(f"{what}: Box bounds do not match its shape {shape}")
         return Observations(
-            {"type": "box", "shape": shape}, tuple(map(float, low)), tuple(map(float, high))
+            {"type": "box", "shape": shape}, tuple(map(float, lows)), tuple(map(float, highs))
         )
     if cls == DISCRETE:
         n, start = _ints(state.get("n"), what), _ints(state.get("start", 0), what)

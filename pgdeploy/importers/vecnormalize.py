@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ class VecNormStats:
         return np.sqrt(self.var + self.epsilon).astype(np.float32)
 
 
-def read_vecnormalize(path: str | Path) -> VecNormStats:
+def read_vecnormalize(path: str | os.PathLike[str]) -> VecNormStats:
     path = Path(path)
     source = ascii(str(path))
     if not path.is_file():
