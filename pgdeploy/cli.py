@@ -380,9 +380,12 @@ def _export_foreign(
         path, out_dir=out_dir, vecnormalize=vecnormalize, env_id=env_id, target=target
     )
     origin = report.provenance
+    for notice in report.notices:
+        click.echo(f"notice: {notice}", err=True)
     click.echo(
         f"onnx: {report.path} ({origin['algorithm']} from {origin['source']} "
         f"{origin['source_version']}) verified on {report.n_observations} observations "
+        f"({report.n_on_policy} on-policy) "
         f"against the source policy rebuilt in PyTorch: max |dp| = {report.max_abs_diff:.2e}, "
         f"greedy mismatches: {report.greedy_mismatches}"
     )

@@ -108,7 +108,7 @@ def test_cli_export_and_inspect_an_sb3_zip(
         main, ["export", str(path), "--out-dir", str(tmp_path), "--env", "CartPole-v1"]
     )
     assert result.exit_code == 0, result.output
-    assert "verified on 4096 observations" in result.output
+    assert "verified on 8192 observations (4096 on-policy)" in result.output
     assert Agent.load(tmp_path / "model.onnx").spec.env_id == "CartPole-v1"
     result = runner.invoke(main, ["export", str(path), "--target", "c"])
     assert result.exit_code == 1 and "ONNX only" in result.output

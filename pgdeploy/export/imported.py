@@ -24,8 +24,14 @@ from torch import nn
 
 from pgdeploy import __version__
 from pgdeploy._io import check_writable, commit_staged, stage_bytes
-from pgdeploy.errors import ExportVerificationError, ModelLoadError, UnsupportedExportError
+from pgdeploy.errors import (
+    ExportVerificationError,
+    ModelLoadError,
+    UnsupportedEnvError,
+    UnsupportedExportError,
+)
 from pgdeploy.importers import ImportedPolicy
+from pgdeploy.importers.imported import UNKNOWN_ENV
 from pgdeploy.runtime.agent import Agent
 from pgdeploy.spec import OBS_INPUT, OUTPUT_NAMES, PROBS_OUTPUT, UNIFORM_INPUT, spec_to_metadata
 
@@ -42,6 +48,8 @@ class ImportReport:
     greedy_mismatches: int
     n_observations: int
     provenance: dict[str, Any]
+    n_on_policy: int = 0
+    notices: tuple[str, ...] = ()
 
 
 def export_imported(
@@ -49,14 +57,26 @@ def export_imported(
     out_dir: str | os.PathLike[str],
     *,
     n_random: int = 4096,
+    n_on_policy: int = 4096,
     seed: int = 0,
 ) -> ImportReport:
-    """Write ``out_dir/model.onnx`` for ``imported``, verified first; nothing on failure."""
+    """Write ``out_dir/model.onnx`` for ``imported``, verified first; nothing on failure.
+
+    On-policy observations come from the policy's env (its spec's id, which for an SB3
+    zip is what the user named with ``--env``); without one, random rows only, and the
+    report's ``notices`` says so.
+    """
     folder = Path(out_dir)
     check_writable(folder, [ONNX_NAME])
     metadata = imported.metadata()
     data = _onnx_bytes(imported, metadata)
+    notices: list[str] = []
     obs = verification_rows(imported, n_random, seed)
+    if imported.spec.env_id == UNKNOWN_ENV:
+        notices.append("on-policy verification skipped (name the env with --env to add it)")
+        n_on_policy = 0
+    elif n_on_policy:
+        obs = np.concatenate([obs, on_policy_rows(imported, n_on_policy, seed)])
     with torch.no_grad():
         expected = imported.actor.module()(torch.from_numpy(obs)).numpy()
     final = folder / ONNX_NAME
@@ -81,7 +101,9 @@ def export_imported(
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
-    return ImportReport(final, diff, greedy, len(obs), dict(imported.provenance))
+    return ImportReport(
+        final, diff, greedy, len(obs), dict(imported.provenance), n_on_policy, tuple(notices)
+    )
 
 
 def export_foreign(
@@ -126,6 +148,48 @@ def verification_rows(imported: ImportedPolicy, n: int, seed: int) -> npt.NDArra
     for column, (first, last) in layout.categorical_bounds().items():
         rows[:, column] = rng.integers(first, last + 1, size=n)
     return rows.astype(np.float32)
+
+
+def on_policy_rows(imported: ImportedPolicy, n: int, seed: int) -> npt.NDArray[np.float32]:
+    """Rows the source policy visits in its env (sampled actions, seeded); the env's
+    spaces must be the policy's."""
+    from pgdeploy.envs.making import make_env, policy_spec
+
+    spec = imported.spec
+    env_spec = policy_spec(spec.env_id)
+    if (
+        env_spec.obs_layout.tree != spec.obs_layout.tree
+        or env_spec.action_layout.nvec != spec.action_layout.nvec
+    ):
+        raise UnsupportedEnvError(
+            f"env {spec.env_id} observes {env_spec.obs_layout.tree} and acts in "
+            f"{env_spec.action_layout.to_dict()}, the imported policy expects "
+            f"{spec.obs_layout.tree} and {spec.action_layout.to_dict()}"
+        )
+    actor = imported.actor.module()
+    rng = np.random.default_rng(seed)
+    layout = spec.obs_layout
+    env = make_env(spec.env_id)
+    rows: list[npt.NDArray[np.float32]] = []
+    try:
+        obs, _ = env.reset(seed=seed)
+        while len(rows) < n:
+            row = layout.flatten(obs)
+            rows.append(row)
+            with torch.no_grad():
+                probs = actor(torch.from_numpy(row[np.newaxis, :]))[0].numpy()
+            actions, offset = [], 0
+            for size in spec.action_layout.nvec:
+                cdf = np.cumsum(probs[offset : offset + size], dtype=np.float64)
+                actions.append(min(int(np.searchsorted(cdf, rng.random() * cdf[-1])), size - 1))
+                offset += size
+            action: Any = np.asarray(actions) if spec.action_layout.multi else actions[0]
+            obs, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                obs, _ = env.reset()
+    finally:
+        env.close()
+    return np.stack(rows).astype(np.float32)
 
 
 def _greedy_mismatches(got: Any, expected: Any, nvec: tuple[int, ...]) -> int:
