@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from pgdeploy.errors import PgdeployError
+from pgdeploy.errors import ModelLoadError, PgdeployError
 from pgdeploy.importers import archive, load_foreign
 from pgdeploy.importers.vecnormalize import read_vecnormalize
 
@@ -237,3 +237,31 @@ def test_the_malformed_cases_can_fail(good_zip: Path, tmp_path: Path) -> None:
     """The family's refusals are real: the unmodified members import fine."""
     path = write_zip(tmp_path / "same.zip", members(good_zip))
     assert load_foreign(path).spec.n_actions == 3
+
+
+class Custom:
+    def __init__(self) -> None:
+        self.x = 1
+
+
+def test_the_inert_reader_refuses_every_other_name_by_name(tmp_path: Path) -> None:
+    from pgdeploy.importers.inert import inert
+    from pgdeploy.importers.pickle_reader import read_pickle
+
+    marker = tmp_path / "marker"
+    for value, name in [
+        (SideEffect(marker), "system"),
+        (ExecEffect(marker), "exec"),
+        ({"stats": [1, 2, Custom()]}, "Custom"),
+        ({"f": os.path.join}, "join"),
+    ]:
+        for protocol in (2, 4, 5):
+            tree = read_pickle(pickle.dumps(value, protocol=protocol), source="x")
+            with pytest.raises(ModelLoadError, match=f"refers to .*{name}.*not an inert type"):
+                inert(tree, source="x")
+    ok = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.float64(2.5), "c": [1, "s"]}
+    for protocol in (2, 4, 5):
+        back = inert(read_pickle(pickle.dumps(ok, protocol=protocol), source="x"), source="x")
+        np.testing.assert_array_equal(back["a"], ok["a"])
+        assert back["a"].dtype == np.float32 and back["b"] == 2.5 and back["c"] == [1, "s"]
+    assert not marker.exists()

@@ -130,6 +130,10 @@ def _call(call: Call, source: str, depth: int) -> Any:
         return Record(cls, inert(call.state, source=source, depth=depth))
     if name in OPAQUE:
         return Record(name, None)
+    if name == "_codecs.encode" and len(call.args) == 2 and call.args[1] == "latin1":
+        text = call.args[0]  # protocol 2's spelling of bytes: str -> latin-1 bytes
+        if isinstance(text, str):
+            return text.encode("latin1")
     raise refused(call.func if isinstance(call.func, Global) else Global("?", "?"), source)
 
 
