@@ -41,7 +41,8 @@ def parity(
     ours = network_probs(imported.spec, imported.network, rows)
     with torch.no_grad():
         rebuilt = imported.actor.module()(torch.from_numpy(rows)).numpy()
-    if algo == "DQN":
+    if algo == "DQN":  # the greedy policy: one-hot probabilities on SB3's argmax Q
+        assert np.array_equal(np.unique(ours), [0.0, 1.0])
         want = sb3_greedy(model, batch)
         mismatches = int((ours.argmax(axis=1) != want).sum() + (rebuilt.argmax(1) != want).sum())
         return 0.0, mismatches
