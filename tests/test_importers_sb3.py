@@ -25,8 +25,10 @@ from .sb3_models import (
     sb3_probs,
 )
 
-#: float32 rounding of a few small layers.
-PROBS_ATOL = 2e-6
+#: float32 rounding of a few layers, summed in another order than torch's (the full table
+#: in benchmarks/RESULTS.md peaks at 3.2e-6 with these deliberately sharp weights); a wrong
+#: column, activation or normalisation moves probabilities by 1e-2 and more.
+PROBS_ATOL = 1e-5
 N_OBS = 4096
 
 
