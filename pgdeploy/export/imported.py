@@ -38,6 +38,9 @@ from pgdeploy.spec import OBS_INPUT, OUTPUT_NAMES, PROBS_OUTPUT, UNIFORM_INPUT, 
 #: Allowed |p_onnx - p_source| (float32 rounding of a few layers; a weight off by 1e-3
 #: moves probabilities by far more).
 PROBS_ATOL = 1e-5
+#: Envs stepped in lockstep for on-policy rows: one batched forward pass per step of all
+#: (one pass per observation made on-policy collection the slowest part of an export).
+ON_POLICY_ENVS = 16
 ONNX_NAME = "model.onnx"
 
 
@@ -152,7 +155,7 @@ def verification_rows(imported: ImportedPolicy, n: int, seed: int) -> npt.NDArra
 
 def on_policy_rows(imported: ImportedPolicy, n: int, seed: int) -> npt.NDArray[np.float32]:
     """Rows the source policy visits in its env (sampled actions, seeded); the env's
-    spaces must be the policy's."""
+    spaces must be the policy's. Sampled actions: the stochastic policy's states."""
     from pgdeploy.envs.making import make_env, policy_spec
 
     spec = imported.spec
@@ -168,28 +171,32 @@ def on_policy_rows(imported: ImportedPolicy, n: int, seed: int) -> npt.NDArray[n
         )
     actor = imported.actor.module()
     rng = np.random.default_rng(seed)
-    layout = spec.obs_layout
-    env = make_env(spec.env_id)
+    layout, nvec = spec.obs_layout, spec.action_layout.nvec
+    envs = [make_env(spec.env_id) for _ in range(ON_POLICY_ENVS)]
     rows: list[npt.NDArray[np.float32]] = []
     try:
-        obs, _ = env.reset(seed=seed)
-        while len(rows) < n:
-            row = layout.flatten(obs)
-            rows.append(row)
+        observations = [env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]
+        while len(rows) < n:  # one batched forward pass per step of all envs
+            batch = np.stack([layout.flatten(obs) for obs in observations])
+            rows.extend(batch)
             with torch.no_grad():
-                probs = actor(torch.from_numpy(row[np.newaxis, :]))[0].numpy()
-            actions, offset = [], 0
-            for size in spec.action_layout.nvec:
-                cdf = np.cumsum(probs[offset : offset + size], dtype=np.float64)
-                actions.append(min(int(np.searchsorted(cdf, rng.random() * cdf[-1])), size - 1))
+                probs = actor(torch.from_numpy(batch)).numpy().astype(np.float64)
+            heads, offset = [], 0
+            for size in nvec:  # inverse CDF, one uniform per env and head
+                cdf = np.cumsum(probs[:, offset : offset + size], axis=1)
+                u = rng.random((len(envs), 1)) * cdf[:, -1:]
+                heads.append(np.minimum((cdf <= u).sum(axis=1), size - 1))
                 offset += size
-            action: Any = np.asarray(actions) if spec.action_layout.multi else actions[0]
-            obs, _, terminated, truncated, _ = env.step(action)
-            if terminated or truncated:
-                obs, _ = env.reset()
+            for i, env in enumerate(envs):
+                action: Any = (
+                    np.asarray([h[i] for h in heads]) if len(nvec) > 1 else int(heads[0][i])
+                )
+                obs, _, terminated, truncated, _ = env.step(action)
+                observations[i] = env.reset()[0] if terminated or truncated else obs
     finally:
-        env.close()
-    return np.stack(rows).astype(np.float32)
+        for env in envs:
+            env.close()
+    return np.stack(rows[:n]).astype(np.float32)
 
 
 def _greedy_mismatches(got: Any, expected: Any, nvec: tuple[int, ...]) -> int:
