@@ -30,6 +30,7 @@ from pgdeploy.errors import (
     UnsupportedEnvError,
     UnsupportedExportError,
 )
+from pgdeploy.export.exporter import one_torch_thread
 from pgdeploy.importers import ImportedPolicy
 from pgdeploy.importers.imported import UNKNOWN_ENV
 from pgdeploy.runtime.agent import Agent
@@ -55,6 +56,7 @@ class ImportReport:
     notices: tuple[str, ...] = ()
 
 
+@one_torch_thread()
 def export_imported(
     imported: ImportedPolicy,
     out_dir: str | os.PathLike[str],
