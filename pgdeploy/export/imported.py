@@ -11,6 +11,8 @@ and, where the env can be made, on-policy ones, before it is written, all or not
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import io
 import os
 from dataclasses import dataclass
@@ -211,11 +213,11 @@ def _greedy_mismatches(got: Any, expected: Any, nvec: tuple[int, ...]) -> int:
 
 
 def _onnx_bytes(imported: ImportedPolicy, metadata: dict[str, Any]) -> bytes:
-    try:
-        from pgdeploy.runtime.policy_graph import build_model  # type: ignore[import-not-found]
-    except ImportError:
+    """The graph from ``policy_graph.build_model`` where that module exists, else interim."""
+    if importlib.util.find_spec("pgdeploy.runtime.policy_graph") is None:
         return _interim_onnx(imported, metadata)
-    return bytes(build_model(imported.spec, imported.network, metadata).SerializeToString())
+    graph = importlib.import_module("pgdeploy.runtime.policy_graph")
+    return bytes(graph.build_model(imported.spec, imported.network, metadata).SerializeToString())
 
 
 def _interim_onnx(imported: ImportedPolicy, metadata: dict[str, Any]) -> bytes:
