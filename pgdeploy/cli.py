@@ -145,13 +145,23 @@ def _given(ctx: click.Context, name: str) -> bool:
 @click.option(
     "--min-agreement", type=click.FloatRange(0, 1), help="int8 C: least greedy agreement."
 )
+@click.option("--vecnormalize", type=PATH, help="SB3 VecNormalize .pkl (read as data).")
 @TRUST
 def export(checkpoint: Path, target: str, **options: Any) -> None:
-    """Export CHECKPOINT (model.pt) to ONNX + TorchScript or C, verified before writing."""
+    """Export CHECKPOINT (model.pt, an SB3 zip or a CleanRL file) verified, to ONNX or C."""
     from pgdeploy.envs.making import allow_local_modules
+    from pgdeploy.importers import foreign_kind
     from pgdeploy.training.checkpoint_file import checkpoint_file
 
     allow_local_modules(options.get("env_id"))
+    if foreign_kind(checkpoint) is not None:
+        from pgdeploy.export.imported import export_foreign
+
+        keys = ("out_dir", "vecnormalize", "env_id")
+        _render_export(export_foreign(checkpoint, target=target, **{k: options[k] for k in keys}))
+        return
+    if options.pop("vecnormalize") is not None:
+        raise click.UsageError("--vecnormalize applies to Stable-Baselines3 zips only")
     checkpoint_file(checkpoint)  # a wrong path fails now, not after torch's import
     options = {k: v for k, v in options.items() if v is not None}
     if target != "c" and {"quantize", "min_agreement"} & set(options):

@@ -38,6 +38,9 @@ def describe(path: str | Path) -> dict[str, Any]:
                 f"{str(path)!r} is {path.stat().st_size} bytes, more than {MAX_ARCHIVE_BYTES}"
             ) from None
         data = path.read_bytes()
+        foreign = _foreign_kind(path)
+        if foreign is not None:
+            return _foreign(path, foreign, data)
         kind = "torchscript" if _is_torchscript(path) else "checkpoint"
     info: dict[str, Any] = {
         "path": str(path),
@@ -47,6 +50,25 @@ def describe(path: str | Path) -> dict[str, Any]:
     }
     info.update({"onnx": _onnx, "checkpoint": _checkpoint, "torchscript": _torchscript}[kind](path))
     return info
+
+
+def _foreign_kind(path: Path) -> str | None:
+    from pgdeploy.importers import foreign_kind
+
+    return foreign_kind(path)
+
+
+def _foreign(path: Path, kind: str, data: bytes) -> dict[str, Any]:
+    """An SB3 zip or CleanRL state dict, read like an import (nothing unpickled)."""
+    from pgdeploy.importers.describe import describe_foreign
+
+    return {
+        "path": str(path),
+        "kind": {"sb3": "stable-baselines3", "cleanrl": "cleanrl"}[kind],
+        "size_bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        **describe_foreign(path, kind),
+    }
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -148,13 +170,24 @@ def format_text(info: dict[str, Any]) -> str:
             "wall_seconds",
             "final_window_mean_return",
         )
-        lines.append("training: " + ", ".join(f"{k}={training[k]}" for k in keys if k in training))
+        if "provenance" in training:
+            lines.append(f"imported: {json.dumps(training['provenance'])}")
+        else:
+            lines.append(
+                "training: " + ", ".join(f"{k}={training[k]}" for k in keys if k in training)
+            )
     for key in ("opset", "producer", "graph", "pair_id", "pair", "note"):
         if key in info:
             lines.append(f"{key}: {info[key]}")
     for key in ("inputs", "outputs"):
         for item in info.get(key, []):
             lines.append(f"{key[:-1]} {item['name']}: {item['type']} {item['shape']}")
+    for key in ("sb3_version", "provenance", "observation_space", "action_space", "network"):
+        if key in info:
+            lines.append(f"{key}: {json.dumps(info[key])}")
+    for key in ("statistics", "refused", "members"):
+        if key in info:
+            lines.append(f"{key}: {info[key]}")
     if "parameters" in info:
         lines.append("parameters: " + ", ".join(f"{k}{v}" for k, v in info["parameters"].items()))
     return "\n".join(escape_text(line) for line in lines)  # every value from the file, escaped

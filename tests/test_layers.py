@@ -14,6 +14,7 @@ ones inside functions and ``require("x")`` / ``import_module("x")`` calls includ
 | ``runtime/`` | stdlib, numpy, onnxruntime, top level, itself |
 | ``training/`` | anything but ``pgdeploy.export``, ``pgdeploy.cli`` and onnx |
 | ``export/``, ``export/c/`` | anything but ``pgdeploy.cli`` |
+| ``importers/`` | stdlib, numpy, top level, itself, ``runtime``; torch and ``envs`` only lazily |
 
 Dynamically, fresh interpreters import every module of a layer (and load and act, and run
 ``pgdeploy inspect`` / ``pgdeploy run``) and list what landed in ``sys.modules``: that
@@ -132,6 +133,9 @@ def violations(
 
 RUNTIME_ALLOWED = ("numpy", "onnxruntime", *TOP_LEVEL, "pgdeploy.runtime")
 CONTRACT_ALLOWED = ("numpy", *TOP_LEVEL)
+#: What the importers may load at import time: reading zips, JSON and pickle opcodes needs
+#: no torch (only ``policy.pth`` does, lazily), so ``pgdeploy inspect`` stays light.
+IMPORTERS_AT_IMPORT = ("numpy", *TOP_LEVEL, "pgdeploy.importers", "pgdeploy.runtime")
 HEAVY = ("torch", "gymnasium", "onnx", "onnxscript", "matplotlib", "tqdm", "click", "ray")
 
 
@@ -147,6 +151,11 @@ def check_file(path: Path) -> list[str]:
         return violations(everything, forbidden=("pgdeploy.export", "pgdeploy.cli", "onnx"))
     if folder in (("export",), ("export", "c")):
         return violations(everything, forbidden=("pgdeploy.cli",))
+    if folder == ("importers",):
+        at_import = imports(source, package, lazy=False)
+        return violations(at_import, allowed=IMPORTERS_AT_IMPORT) + violations(
+            everything, allowed=(*IMPORTERS_AT_IMPORT, "torch", "pgdeploy.envs")
+        )
     if folder == ("envs",):
         gym_side = ("numpy", "gymnasium", "moviepy", "pygame", "pgdeploy.envs", *TOP_LEVEL)
         if path.name == "play.py":
@@ -264,6 +273,13 @@ def test_top_level_modules_import_only_stdlib_and_numpy() -> None:
         - {name for name in loaded_after("") if "." not in name}  # the interpreter's own
     )
     assert outside == []
+
+
+def test_importers_load_no_torch_onnx_gymnasium_or_export() -> None:
+    loaded = loaded_after(import_all("importers"))
+    assert "pgdeploy.importers.sb3" in loaded  # the import really happened
+    forbidden = (*HEAVY, "onnxruntime", "pgdeploy.training", "pgdeploy.export", "pgdeploy.cli")
+    assert offending(loaded, forbidden) == []
 
 
 def test_training_never_imports_export_or_the_cli() -> None:

@@ -375,6 +375,38 @@ class Agent:
             state.stream = UniformStream(child)
         return state.stream
 
+    def predict(
+        self,
+        observation: Any,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> tuple[npt.NDArray[np.int64], None]:
+        """Stable-Baselines3's calling convention, so its ``evaluate_policy`` and RL Zoo-style
+        loops run a deployed file unchanged: ``(actions, None)``, batch-shaped as SB3
+        returns them (a batch of observations gives ``(n,)`` or ``(n, heads)``, one
+        observation a 0-d or ``(heads,)`` array). ``state`` and ``episode_start`` exist for
+        recurrent policies and are ignored. ``deterministic`` picks per call: greedy, or
+        sampled with this agent's seeded uniforms (whatever it was loaded with).
+        """
+        del state, episode_start
+        if self._flatten is not None:
+            single, rows = self._structured_rows(observation)
+        else:
+            rows = self._checker.as_array(observation)
+            single = rows.ndim == 1
+        batch = rows[np.newaxis, :] if single else rows
+        n = len(batch)
+        uniforms = (
+            np.zeros(n * self._heads, np.float32)
+            if deterministic
+            else self._thread_stream().take(n * self._heads)
+        )
+        outputs = self.run_graph(batch, uniforms)
+        actions = outputs[GREEDY_OUTPUT if deterministic else SAMPLED_OUTPUT]
+        check_batch_outputs(actions, outputs[PROBS_OUTPUT], self._action_heads)
+        return (actions[0] if single else actions), None
+
 
 def _single_step_act(agent: Agent, bound: _BoundSingleStep) -> Callable[[Any], Any]:
     """``agent.act`` for a plain Box policy with a bound single-step graph.
