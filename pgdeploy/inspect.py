@@ -9,6 +9,7 @@ limits, and a TorchScript archive -- a program whose ``__setstate__`` runs on
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 from pathlib import Path
 from typing import Any

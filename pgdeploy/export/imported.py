@@ -1,8 +1,8 @@
 """Export an :class:`~pgdeploy.importers.ImportedPolicy` to verified ONNX.
 
-The graph comes from ``pgdeploy.runtime.policy_graph.build_model`` (the one builder from a
-PolicyNetwork) when it exists; until then an interim builder traces a torch module of the
-same formula (:func:`_interim_onnx`). Either way the file is loaded back through the
+The graph comes from ``pgdeploy.runtime.policy_graph.build_model``, the one builder from a
+PolicyNetwork, so an imported policy is the same canonical graph as a trained one. The
+file is loaded back through the
 runtime's :class:`~pgdeploy.runtime.Agent` and its probabilities are held to the source's
 own computation (the PyTorch rebuild of the SB3 or CleanRL actor) on random observations
 and, where the env can be made, on-policy ones, before it is written, all or nothing.
@@ -11,9 +11,6 @@ and, where the env can be made, on-policy ones, before it is written, all or not
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch import nn
 
-from pgdeploy import __version__
 from pgdeploy._io import check_writable, commit_staged, stage_bytes
 from pgdeploy.errors import (
     ExportVerificationError,
@@ -33,10 +28,12 @@ from pgdeploy.errors import (
     UnsupportedExportError,
 )
 from pgdeploy.export.exporter import one_torch_thread
+from pgdeploy.export.formats import ExportFiles
 from pgdeploy.importers import ImportedPolicy
 from pgdeploy.importers.imported import UNKNOWN_ENV
 from pgdeploy.runtime.agent import Agent
-from pgdeploy.spec import OBS_INPUT, OUTPUT_NAMES, PROBS_OUTPUT, UNIFORM_INPUT, spec_to_metadata
+from pgdeploy.runtime.policy_graph import build_model
+from pgdeploy.spec import PROBS_OUTPUT
 
 #: Allowed |p_onnx - p_source| (float32 rounding of a few layers; a weight off by 1e-3
 #: moves probabilities by far more).
@@ -223,119 +220,12 @@ def _greedy_mismatches(got: Any, expected: Any, nvec: tuple[int, ...]) -> int:
 
 
 def _onnx_bytes(imported: ImportedPolicy, metadata: dict[str, Any]) -> bytes:
-    """The graph from ``policy_graph.build_model`` where that module exists, else interim."""
-    if importlib.util.find_spec("pgdeploy.runtime.policy_graph") is None:
-        return _interim_onnx(imported, metadata)
-    graph = importlib.import_module("pgdeploy.runtime.policy_graph")
-    return bytes(graph.build_model(imported.spec, imported.network, metadata).SerializeToString())
-
-
-def _interim_onnx(imported: ImportedPolicy, metadata: dict[str, Any]) -> bytes:
-    """Until ``policy_graph.build_model`` lands: trace the formula with torch's tracer."""
-    import onnx
-
-    from pgdeploy.export.formats import (
-        OPSET,
-        _constants_to_initializers,
-        _dynamic_batch,
-        _fold_constants,
-        _quiet_torch,
+    """The canonical graph of the imported network (the runtime accepts nothing else), with
+    the provenance in the ``training`` slot and a pair id over the source file's sha256."""
+    files = ExportFiles.make(
+        imported.spec, imported.network, metadata, str(imported.provenance.get("input_sha256", ""))
     )
-
-    if imported.network.activation == "gelu":
-        raise UnsupportedExportError(
-            "GELU needs the Erf operator, which the runtime's graph allow-list lacks until the "
-            "PolicyNetwork graph builder lands"
-        )
-    spec = imported.spec
-    module = _NetworkModule(imported).eval()
-    example = (torch.zeros(3, spec.obs_dim), torch.zeros(3, spec.action_layout.n_branches))
-    buffer = io.BytesIO()
-    with _quiet_torch():
-        torch.onnx.export(
-            module,
-            example,
-            buffer,  # type: ignore[arg-type]
-            dynamo=False,
-            input_names=[OBS_INPUT, UNIFORM_INPUT],
-            output_names=list(OUTPUT_NAMES),
-            opset_version=OPSET,
-        )
-    model = onnx.load_model_from_string(buffer.getvalue())
-    _constants_to_initializers(model.graph)
-    _fold_constants(model)
-    _dynamic_batch(model.graph)
-    model.producer_name = "pgdeploy"
-    model.producer_version = __version__
-    model.doc_string = f"pgdeploy import of a {imported.provenance.get('source')} policy"
-    props = spec_to_metadata(spec, training=metadata, pgdeploy_version=__version__)
-    for key, value in props.items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(model, full_check=True)
-    return bytes(model.SerializeToString())
-
-
-class _NetworkModule(nn.Module):
-    """The PolicyNetwork formula in torch ops the runtime's graph allow-list accepts."""
-
-    def __init__(self, imported: ImportedPolicy) -> None:
-        super().__init__()
-        from pgdeploy.training.policy import ObsEncoder
-
-        network, spec = imported.network, imported.spec
-        self.encoder = ObsEncoder(spec.obs_layout)
-        self.low = torch.from_numpy(network.clip_low)
-        self.high = torch.from_numpy(network.clip_high)
-        self.mean = None if network.obs_mean is None else torch.from_numpy(network.obs_mean)
-        self.std = None if network.obs_std is None else torch.from_numpy(network.obs_std)
-        self.norm_clip = network.norm_clip
-        self.n_cont = len(spec.obs_layout.continuous_columns)
-        self.n_features = spec.obs_layout.n_features
-        self.linears = nn.ModuleList()
-        for weight, bias in network.layers:
-            linear = nn.Linear(weight.shape[1], weight.shape[0])
-            with torch.no_grad():
-                linear.weight.copy_(torch.from_numpy(weight))
-                linear.bias.copy_(torch.from_numpy(bias))
-            self.linears.append(linear)
-        self.activation, self.alpha = network.activation, network.activation_alpha
-        self.argmax = network.head == "argmax"
-        self.nvec = list(spec.action_layout.nvec)
-        self.start = list(spec.action_layout.start)
-
-    def act(self, x: torch.Tensor) -> torch.Tensor:
-        """Built from relu, so no constant takes the traced batch's shape."""
-        if self.activation == "relu":
-            return torch.relu(x)
-        if self.activation == "tanh":
-            return torch.tanh(x)
-        if self.activation == "elu":  # x for x > 0 (exp(0) - 1 is exactly 0), else e^x - 1
-            return torch.relu(x) + (torch.exp(-torch.relu(-x)) - 1)
-        if self.activation == "leaky_relu":
-            return torch.relu(x) - self.alpha * torch.relu(-x)
-        if self.activation == "silu":
-            return x * torch.sigmoid(x)
-        raise UnsupportedExportError(f"activation {self.activation} has no interim graph")
-
-    def forward(self, obs: torch.Tensor, uniform: torch.Tensor) -> Any:
-        from pgdeploy.training.policy import action_heads
-
-        h = self.encoder(obs, self.low, self.high, self.mean, self.std)
-        if self.norm_clip is not None:
-            c = float(self.norm_clip)
-            cont = torch.clamp(h[:, : self.n_cont], -c, c)
-            h = (
-                torch.cat([cont, h[:, self.n_cont :]], dim=1)
-                if self.n_cont < self.n_features
-                else cont
-            )
-        for i, linear in enumerate(self.linears):
-            h = linear(h)
-            if i < len(self.linears) - 1:
-                h = self.act(h)
-        if self.argmax:
-            h = _one_hot_logits(h, self.nvec)
-        return action_heads(h, uniform, self.nvec, self.start)
+    return build_model(files.spec, files.network, files.metadata)
 
 
 def _one_hot_logits(logits: torch.Tensor, nvec: list[int]) -> torch.Tensor:
