@@ -64,10 +64,10 @@ def test_weight_1e38_nan_probabilities_are_refused_at_the_call(
     """Weights are data: a canonical file with huge weights loads, and its NaN rows raise."""
     model = load_onnx(exported_model)
     weight = initializer(model, "layer0.weight").copy()
-    weight[:, 0] = 1e38
+    weight[:, :2] = 3e38  # two finite weights whose sum overflows: inf hidden units, NaN logits
     set_initializer(model, "layer0.weight", weight)
     agent = Agent.load(save_onnx(model, tmp_path / "model.onnx"), seed=0)
-    obs = np.array([1.0, 0, 0, 0], np.float32)
+    obs = np.array([1.0, 1.0, 0, 0], np.float32)
     for call in (agent.act, agent.probs, lambda o: agent.act_batch(o[np.newaxis])):
         with pytest.raises(PolicyOutputError, match="probabilities are NaN"):
             call(obs)

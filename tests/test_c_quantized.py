@@ -265,7 +265,9 @@ def test_unknown_quantize_mode_is_refused(tmp_path: Path) -> None:
 
 def test_cli_quantize_needs_the_c_target(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["export", str(SHIPPED), "--quantize", "int8"])
-    assert result.exit_code == 2 and "--quantize needs --target c" in result.output
+    assert (
+        result.exit_code == 2 and "--quantize and --min-agreement need --target c" in result.output
+    )
 
 
 @needs_cc

@@ -145,7 +145,7 @@ CASES: dict[str, Case] = {
     # train: every config flag with a bad value (exit 2: click's type, 1: the config's range)
     "train seed -1": Case(train("--seed", "-1"), "'seed' must be >= 0"),
     "train seed text": Case(train("--seed", "abc"), "'abc' is not a valid integer", 2),
-    "train num-envs 0": Case(train("--num-envs", "0"), "'num_envs' must be >= 1"),
+    "train num-envs 0": Case(train("--num-envs", "0"), "'num_envs' must be in [1, 65536]"),
     "train num-envs 2.5": Case(train("--num-envs", "2.5"), "'2.5' is not a valid integer", 2),
     "train hidden-sizes a,b": Case(train("--hidden-sizes", "a,b"), "comma-separated integers", 2),
     "train hidden-sizes 0": Case(train("--hidden-sizes", "0"), "every value must be >= 1", 2),

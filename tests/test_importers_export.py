@@ -129,19 +129,10 @@ def test_load_foreign_is_the_python_call(tmp_path: Path) -> None:
     assert imported.metadata()["network"]["activation"] == "tanh"
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh", "elu", "leaky_relu", "silu"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "elu", "leaky_relu", "silu", "gelu"])
 def test_every_activation_exports_verified(activation: str, tmp_path: Path) -> None:
     model = make_model("PPO", "box2d", "discrete", "separate", activation)
     report = export_foreign(save(model, tmp_path))
     agent = Agent.load(report.path)
     batch = sample_batch(model.observation_space, 1024, seed=5)
     assert np.abs(agent.probs(batch) - sb3_probs(model, batch)).max() < 1e-5
-
-
-def test_gelu_waits_for_the_graph_builder(tmp_path: Path) -> None:
-    from pgdeploy.errors import UnsupportedExportError
-
-    model = make_model("PPO", "box", "discrete", "shared", "gelu")
-    with pytest.raises(UnsupportedExportError, match="Erf"):
-        export_foreign(save(model, tmp_path))
-    assert not (tmp_path / "model.onnx").exists()

@@ -22,6 +22,7 @@ import io
 import json
 import os
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -158,10 +159,10 @@ def lock_folder(folder: Path) -> int:
     file locked (else another process removed it in between, and the lock is taken again).
     Where ``fcntl`` does not exist (Windows) the folder is not locked.
     """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
+    if sys.platform == "win32":  # pragma: no cover - no fcntl there
         return -1
+    import fcntl
+
     path = folder / LOCK_NAME
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -119,7 +119,9 @@ class CExportReport:
             ]
         elif self.check is not None:
             lines = [
-                self.check.render(what, self.n_random, self.n_on_policy),
+                dataclasses.replace(self.check, format="c").render(
+                    what, self.n_random, self.n_on_policy
+                ),
                 f"verified builds: {', '.join(self.verified_builds)}",
             ]
         else:
