@@ -1,15 +1,13 @@
-"""The ``pgdeploy`` command: each command parses, makes one library call and prints the
-report the library renders. Exit codes: 0 done, 1 a refusal (one line), 2 a bad option,
-3 NOT SOLVED under --require-solved, 70 an internal error (traceback saved to a file),
-130 Ctrl-C before work began, 128+N a run stopped by signal N (saved)."""
+"""``pgdeploy``: each command parses, makes one library call, prints the library's report.
+Exit codes: 0 done, 1 a refusal, 2 a bad option, 3 NOT SOLVED under --require-solved, 70 an
+internal error (traceback in a file), 130 Ctrl-C before work, 128+N stopped by signal N."""
 
 from __future__ import annotations
 
 import json
 import sys
-import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -53,7 +51,7 @@ class _Group(click.Group):
             raise click.exceptions.Exit(EXIT_INTERNAL) from None
 
 
-def _interrupted() -> typing.NoReturn:
+def _interrupted() -> NoReturn:
     click.echo("Error: interrupted before any work began; nothing was written", err=True)
     raise click.exceptions.Exit(EXIT_INTERRUPTED)
 
