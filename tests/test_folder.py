@@ -118,7 +118,10 @@ def test_two_trainings_started_into_one_empty_folder_one_is_refused(tmp_path: Pa
             )
             for seed in (1, 2)
         ]
-        outcomes = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+        outcomes = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)  # closes the pipes: no fd outlives the test
+            outcomes.append((proc.returncode, out, err))
         codes = sorted(code for code, _, _ in outcomes)
         assert codes == [0, 1], outcomes
         loser = next(err for code, _, err in outcomes if code == 1)
