@@ -1,7 +1,8 @@
-"""Ctrl-C and SIGTERM as a request to stop after the current iteration, with a final save.
+"""Ctrl-C and SIGTERM as a request to stop, with a final save.
 
 Inside :func:`stop_on_signals` the first SIGINT or SIGTERM only records its name; the
-training loop sees it after the iteration in progress, saves the run and returns. The
+collector sees it between vector steps, drops the partial iteration, and the loop saves
+the run as of its last whole iteration and returns. The
 handlers are removed at once, so a second signal acts as usual (a second Ctrl-C aborts;
 the save in progress is atomic, so even that leaves the previous checkpoint intact).
 """
