@@ -6,11 +6,11 @@ what the command does:
 
 - :func:`gc_paused`: heavy optional modules are imported with the cyclic garbage
   collector off. Importing torch creates hundreds of thousands of objects, and each
-  collection it triggers walks all of them again (0.06-0.08 s of a 0.8 s import here);
-  nothing an import builds is garbage, so those collections find nothing.
+  collection it triggers walks all of them again; nothing an import builds is garbage,
+  so those collections find nothing.
 - :func:`exit_now`: the pgdeploy command ends with ``os._exit`` once its work is done,
   its files closed, its atexit handlers run and its output flushed, instead of letting the
-  interpreter free every module and object one by one (another 0.08 s after torch).
+  interpreter free every module and object one by one.
 
 Both are for the command's own process (:func:`claim_process`); inside someone else's
 program :func:`gc_paused` only pauses and restores, and nothing exits early.

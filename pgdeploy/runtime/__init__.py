@@ -17,7 +17,7 @@ __all__ = ["Agent", "EpisodeResult", "PlayReport", "UniformStream", "inverse_cdf
 
 
 def __getattr__(name: str) -> Any:
-    # Agent (and onnxruntime, ~0.1 s to import) loads on first use, so the trainer, which
+    # Agent (and onnxruntime, slow to import) loads on first use, so the trainer, which
     # only needs the sampling contract from here, does not pay for it.
     if name == "Agent":
         from pgdeploy.runtime.agent import Agent

@@ -46,12 +46,11 @@ class _BoundSingleStep:
     """Pre-bound I/O for one observation through onnxruntime's IOBinding.
 
     The public ``InferenceSession.run_with_iobinding`` synchronises every bound value on
-    each call (measured ~41 us here against ~3 us for the same graph via the private
-    ``_sess.run_with_iobinding``), so the fast path calls the private binding and
-    :meth:`available` says whether this onnxruntime has it; otherwise the agent falls
-    back to the public ``run``. Both are tested. The buffers are also exposed as flat
-    memoryviews: copying into and reading from them is ~100 ns cheaper per call than
-    numpy item access.
+    each call, which costs more than the graph itself, so the fast path calls the private
+    ``_sess.run_with_iobinding`` and :meth:`available` says whether this onnxruntime has
+    it; otherwise the agent falls back to the public ``run``. Both are tested. The buffers
+    are also exposed as flat memoryviews, cheaper to copy into and read than numpy item
+    access (figures: docs/performance.md).
     """
 
     def __init__(self, session: ort.InferenceSession, spec: PolicySpec, action_output: str) -> None:

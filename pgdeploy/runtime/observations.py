@@ -63,9 +63,9 @@ class ObservationChecker:
         """Raise unless every row is finite and allowed.
 
         Min/max reductions, NaN-propagating so one comparison also catches non-finite
-        values. numpy reduces a tall (n, 4) array over axis 0 slowly (~7 ms at n=65,536), so
-        rows are viewed as wide (n / k, k * obs_dim) blocks against tiled bounds (~0.2 ms),
-        or the whole batch is reduced flat when every dimension has the same bounds.
+        values. numpy reduces a tall (n, 4) array over axis 0 slowly, so rows are viewed
+        as wide (n / k, k * obs_dim) blocks against tiled bounds, or the whole batch is
+        reduced flat when every dimension has the same bounds (docs/performance.md).
         """
         with np.errstate(invalid="ignore"):
             if self._same_bounds:

@@ -15,8 +15,8 @@ float32 for any statistics), optional ``Clip`` of the normalised value, ``Concat
 MLP (``Gemm`` + activation), then per head ``Softmax`` (or one-hot of the first maximum
 for an ``argmax`` head), the greedy action (``ArgMax``) and the inverse-CDF sample
 (cumulative sums as a ``MatMul`` with an upper-triangular ones matrix, ``LessOrEqual``,
-``Cast``, ``ReduceSum``), plus the action space's ``start``. Each node costs ~0.4 us per
-call in onnxruntime, so nothing is emitted that a given spec does not need.
+``Cast``, ``ReduceSum``), plus the action space's ``start``. Every node has a fixed cost
+per call in onnxruntime, so nothing is emitted that a given spec does not need.
 """
 
 from __future__ import annotations

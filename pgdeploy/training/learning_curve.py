@@ -1,8 +1,8 @@
 """The learning-curve picture written beside every checkpoint.
 
 Drawn with Pillow (in the train extra) rather than matplotlib: importing matplotlib and
-drawing this one chart cost ~0.7 s of a ~4.5 s ``pgdeploy train`` (pyplot 0.5 s to import;
-its object API with the Agg canvas still 0.5 s), against ~0.1 s here. The chart is simple
+drawing this one chart was a large part of a short ``pgdeploy train`` (docs/performance.md).
+The chart is simple
 enough to lay out by hand: two return curves against env steps, the solve threshold dashed,
 ticks, labels and a legend. Lines are drawn at twice the size and downsampled, which
 antialiases them.

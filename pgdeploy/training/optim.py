@@ -1,8 +1,8 @@
 """A minimal Adam.
 
 Why not ``torch.optim.Adam``: constructing any ``torch.optim`` optimiser imports
-``torch._dynamo``, measured at 1.3 s of a ~2.7 s process here (``import torch`` alone is
-~1.4 s), for a training run that otherwise takes about a second. This is the same update
+``torch._dynamo``, which costs about as much again as ``import torch`` itself, for a
+training run that otherwise takes about as long (docs/performance.md). This is the same update
 rule (Kingma & Ba, with bias correction; no weight decay, no amsgrad); a test checks it
 matches ``torch.optim.Adam`` step for step.
 """

@@ -60,8 +60,7 @@ class ActingNet:
     then runs the deployed graph's own pieces, the
     :class:`~pgdeploy.training.policy.ObsEncoder` and
     :func:`~pgdeploy.training.policy.action_heads`, with the MLP as plain ``addmm``/ReLU
-    calls on the folded weights: the nn.Module call path measured about 2.5x slower per
-    16-env step than this.
+    calls on the folded weights, which skip the nn.Module call path's per-call overhead.
     """
 
     def __init__(self, policy: SoftmaxPolicy) -> None:
@@ -100,9 +99,8 @@ class NumpyActingNet:
     Acting needs no autograd and the weights are fixed for a whole :meth:`collect`, so the
     statistics are fixed once per batch (as export fixes them) and each vector step is
     clip -> (x - mean) / std -> matmul/relu ... -> softmax -> inverse CDF on
-    float32 arrays. For 16 CartPole envs that is ~25 us per vector step against ~50-100 us
-    for the same ops as torch tensors (per-op dispatch dominates at this size) and ~270 us
-    through ``SoftmaxPolicy.probs``; measured here. The sampling contract is unchanged.
+    float32 arrays: at a few envs torch's per-op dispatch costs more than the arithmetic
+    (docs/performance.md). The sampling contract is unchanged.
     """
 
     def __init__(self, policy: SoftmaxPolicy) -> None:
@@ -137,7 +135,7 @@ class NumpyActingNet:
         bias, weight = self.layers[-1]
         z = x @ weight
         z += bias
-        # ufunc.reduce directly: the ndarray methods add ~1 us of Python each at this size.
+        # ufunc.reduce directly: the ndarray methods add a Python layer per call.
         z -= np.maximum.reduce(z, axis=1, keepdims=True)
         np.exp(z, out=z)
         z /= np.add.reduce(z, axis=1, keepdims=True)
