@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pgdeploy.errors import CompilerError
+from pgdeploy.errors import CompilerError, UnsupportedExportError
 from pgdeploy.export.c.compile import CHarness, find_compiler
 from pgdeploy.export.c.cross import ARCHES, build_cross_harness, missing_tools
 from pgdeploy.export.c.footprint import measure
@@ -75,15 +75,19 @@ def report(model: Path, trust: bool, env_id: str | None, vec: Path | None) -> No
             out = Path(tmp) / mode
             # min_agreement 0: report every mode's figures; the default 99.5 % is noted.
             options = {"env_id": env_id, "vecnormalize": vec} if source.origin else {}
-            r = export_file(
-                model,
-                target="c",
-                out_dir=out,
-                quantize=mode,
-                trust_env_module=trust,
-                min_agreement=0.0,
-                **options,
-            )
+            try:
+                r = export_file(
+                    model,
+                    target="c",
+                    out_dir=out,
+                    quantize=mode,
+                    trust_env_module=trust,
+                    min_agreement=0.0,
+                    **options,
+                )
+            except UnsupportedExportError as exc:  # e.g. int8-integer of a Tanh network
+                rows.append([mode, f"refused: {str(exc).split(';')[0]}", *["-"] * 7])
+                continue
             q = r.quantization
             if q is None:
                 assert r.check is not None

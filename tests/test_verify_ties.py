@@ -15,13 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from pgdeploy.export.verify import (
-    compare,
-    logit_error_bound,
-    near_ties,
-    network_logits,
-    reference_outputs,
-)
+from pgdeploy.export.tolerance import logit_error_bound, near_ties, network_logits
+from pgdeploy.export.verify import compare, reference_outputs
 from pgdeploy.importers.network_numpy import network_probs
 from pgdeploy.runtime.network import ACTIVATIONS, PolicyNetwork
 from pgdeploy.spec import PolicySpec
@@ -119,7 +114,7 @@ def test_float32_evaluations_in_other_orders_pick_only_admissible_actions(
 
 
 def _float32_logits(network: PolicyNetwork, obs: np.ndarray, *, reverse: bool) -> np.ndarray:
-    from pgdeploy.export.verify import activate
+    from pgdeploy.export.tolerance import activate
 
     h = torch.from_numpy(obs)
     for i, (weight, bias) in enumerate(network.layers):

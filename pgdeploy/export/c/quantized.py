@@ -47,7 +47,7 @@ import torch
 from pgdeploy import __version__
 from pgdeploy.errors import UnsupportedExportError
 from pgdeploy.export.c.source import c_float, c_string
-from pgdeploy.export.verify import activate
+from pgdeploy.export.tolerance import activate
 from pgdeploy.runtime.network import PolicyNetwork
 from pgdeploy.spec import PolicySpec
 
