@@ -64,17 +64,17 @@ def _qemu(folder: Path, spec: object, obs: np.ndarray, arch: str) -> str:  # typ
 
 
 def report(model: Path, trust: bool, env_id: str | None, vec: Path | None) -> None:
-    source = _source(model, trust, env_id, vec)
-    spec = source.spec
-    obs = source.observations(seed=0)
-    origin = f", {source.origin}" if source.origin else ""
+    policy = _source(model, trust, env_id, vec)
+    spec = policy.spec
+    obs = policy.observations(seed=0)
+    origin = f", {policy.origin}" if policy.origin else ""
     print(f"\n### {spec.env_id} ({model}{origin})\n")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("float32", "int8", "int8-integer"):
             out = Path(tmp) / mode
             # min_agreement 0: report every mode's figures; the default 99.5 % is noted.
-            options = {"env_id": env_id, "vecnormalize": vec} if source.origin else {}
+            options = {"env_id": env_id, "vecnormalize": vec} if policy.origin else {}
             try:
                 r = export_file(
                     model,

@@ -10,8 +10,9 @@ observation may differ, never a fixed constant.
 Greedy (``argmax``) heads, DQN's, have one-hot probabilities: the greedy action must
 equal the reference's exactly, except on a near-tie, a row where another action's Q
 value lies within the rigorous worst-case float32 error of the maximum (both bounds
-overlapping, :func:`~pgdeploy.export.tolerance.near_ties`). There either action is a correct float32 answer, so the
-export's choice is accepted when it is one of those tied actions, and counted.
+overlapping, :func:`~pgdeploy.export.tolerance.near_ties`). There either action is a
+correct float32 answer, so the export's choice is accepted when it is one of those tied
+actions, and counted.
 """
 
 from __future__ import annotations
