@@ -1,8 +1,11 @@
 """int8 C vs float32 C, per model: agreement, max |dp|, mean return, flash and RAM, ARM runs.
 
-    PYTHONPATH=. python benchmarks/c_int8.py MODEL.pt [MODEL.pt ...] [--trust-env-module]
+    PYTHONPATH=. python benchmarks/c_int8.py MODEL [MODEL ...] [--trust-env-module]
+        [--env ID] [--vecnormalize VEC.pkl]
 
-For each checkpoint: exports float32, int8 and int8-integer C (each verified at export;
+MODEL is a pgdeploy checkpoint, or a Stable-Baselines3 zip / CleanRL file (then ``--env``
+names the env for on-policy rows and episodes, as with ``pgdeploy export``). For each:
+exports float32, int8 and int8-integer C (each verified at export;
 the int8 ones against the float policy, with --min-agreement 0 so that every row has
 figures, with 100 greedy episodes of each where the env can be made), sizes
 ``policy.o`` for Cortex-M4F, Cortex-M0 and the host (:mod:`pgdeploy.export.c.footprint`),
@@ -21,13 +24,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pgdeploy.errors import CompilerError
-from pgdeploy.export import export_c
+from pgdeploy.errors import CompilerError, UnsupportedExportError
 from pgdeploy.export.c.compile import CHarness, find_compiler
 from pgdeploy.export.c.cross import ARCHES, build_cross_harness, missing_tools
 from pgdeploy.export.c.footprint import measure
-from pgdeploy.export.verify import verification_observations
-from pgdeploy.training.checkpoint import load_checkpoint
+from pgdeploy.export.command import export_file
+from pgdeploy.export.source import ExportSource, checkpoint_source, imported_source
+from pgdeploy.importers import foreign_kind, load_foreign
+
+
+def _source(model: Path, trust: bool, env_id: str | None, vec: Path | None) -> ExportSource:
+    if foreign_kind(model) is not None:
+        imported = load_foreign(model, vecnormalize=vec, env_id=env_id)
+        return imported_source(imported, folder=model.parent)
+    return checkpoint_source(model, env_id=env_id, trust_env_module=trust)
 
 
 def _size(source: Path, target: str) -> str:
@@ -53,19 +63,31 @@ def _qemu(folder: Path, spec: object, obs: np.ndarray, arch: str) -> str:  # typ
     return f"{differ} differ, max dp {float((host[0] - arm[0]).abs().max()):.1e}"
 
 
-def report(model: Path, trust: bool) -> None:
-    checkpoint = load_checkpoint(model)
-    spec = checkpoint.spec
-    policy = checkpoint.build_policy()
-    env_id = spec.env_id if trust else None
-    obs = verification_observations(policy, n_random=4096, n_on_policy=4096, seed=0, env_id=env_id)
-    print(f"\n### {spec.env_id} ({model})\n")
+def report(model: Path, trust: bool, env_id: str | None, vec: Path | None) -> None:
+    policy = _source(model, trust, env_id, vec)
+    spec = policy.spec
+    obs = policy.observations(seed=0)
+    origin = f", {policy.origin}" if policy.origin else ""
+    print(f"\n### {spec.env_id} ({model}{origin})\n")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("float32", "int8", "int8-integer"):
             out = Path(tmp) / mode
             # min_agreement 0: report every mode's figures; the default 99.5 % is noted.
-            r = export_c(model, out, quantize=mode, trust_env_module=trust, min_agreement=0.0)
+            options = {"env_id": env_id, "vecnormalize": vec} if policy.origin else {}
+            try:
+                r = export_file(
+                    model,
+                    target="c",
+                    out_dir=out,
+                    quantize=mode,
+                    trust_env_module=trust,
+                    min_agreement=0.0,
+                    **options,
+                )
+            except UnsupportedExportError as exc:  # e.g. int8-integer of a Tanh network
+                rows.append([mode, f"refused: {str(exc).split(';')[0]}", *["-"] * 7])
+                continue
             q = r.quantization
             if q is None:
                 assert r.check is not None
@@ -118,9 +140,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path)
     parser.add_argument("--trust-env-module", action="store_true")
+    parser.add_argument("--env", dest="env_id", help="env of an imported (SB3/CleanRL) file")
+    parser.add_argument("--vecnormalize", type=Path, help="SB3 VecNormalize .pkl")
     args = parser.parse_args()
     for model in args.models:
-        report(model, args.trust_env_module)
+        report(model, args.trust_env_module, args.env_id, args.vecnormalize)
 
 
 if __name__ == "__main__":

@@ -148,40 +148,18 @@ def _given(ctx: click.Context, name: str) -> bool:
 def export(checkpoint: Path, target: str, **options: Any) -> None:
     """Export CHECKPOINT (model.pt, an SB3 zip or a CleanRL file) verified, to ONNX or C."""
     from pgdeploy.envs.making import allow_local_modules
-    from pgdeploy.importers import foreign_kind
-    from pgdeploy.training.checkpoint_file import checkpoint_file
+    from pgdeploy.export.command import export_file
+    from pgdeploy.export.progress import ExportProgress
 
     allow_local_modules(options.get("env_id"))
-    if foreign_kind(checkpoint) is not None:
-        from pgdeploy.export.imported import export_foreign
-
-        keys = ("out_dir", "vecnormalize", "env_id")
-        _render_export(export_foreign(checkpoint, target=target, **{k: options[k] for k in keys}))
-        return
-    if options.pop("vecnormalize") is not None:
-        raise click.UsageError("--vecnormalize applies to Stable-Baselines3 zips only")
-    checkpoint_file(checkpoint)  # a wrong path fails now, not after torch's import
     options = {k: v for k, v in options.items() if v is not None}
     if target != "c" and {"quantize", "min_agreement"} & set(options):
         raise click.UsageError("--quantize and --min-agreement need --target c")
-    if target == "c":
-        from pgdeploy.export import export_c
-
-        _render_export(export_c(checkpoint, **options))
-        return
-    from pgdeploy.export import export_checkpoint
-    from pgdeploy.export.progress import ExportProgress
-
     progress = ExportProgress()  # stderr: rewritten in place on a terminal, lines otherwise
-    progress("loading torch, onnx and the checkpoint")
     try:
-        report = export_checkpoint(checkpoint, progress=progress, **options)
+        report = export_file(checkpoint, target=target, progress=progress, **options)
     finally:
         progress.close()
-    _render_export(report)
-
-
-def _render_export(report: Any) -> None:
     _say("".join(f"notice: {n}\n" for n in report.notices), err=True)
     _say(report.render())
 

@@ -15,7 +15,7 @@ def perturbed_graph(
     *, layer: int, index: tuple[int, int], delta: float = 1e-3
 ) -> Callable[[SoftmaxPolicy], PolicyNetwork]:
     """A stand-in for ``network_from_policy`` (what the ONNX graph is built from) with ONE
-    weight off by ``delta``; patch it into ``pgdeploy.export.exporter``.
+    weight off by ``delta``; patch it into ``pgdeploy.export.source``.
 
     ``layer`` indexes the MLP's Linear layers (0 first, -1 last), ``index`` the weight.
     """

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from pgdeploy.cli import main
 from pgdeploy.errors import CheckpointError, ExportVerificationError, InvalidArgumentError
 from pgdeploy.export import export_checkpoint
-from pgdeploy.export.exporter import check_atol
+from pgdeploy.export.pipeline import check_atol
 from pgdeploy.training.checkpoint import load_checkpoint
 from pgdeploy.training.resume import resume_state
 from tests.attack_files import checkpoint_dict, save_checkpoint_dict

@@ -23,10 +23,10 @@ import numpy.typing as npt
 import pytest
 import torch
 
+from pgdeploy.export import export_policy_c
 from pgdeploy.export.c.compile import CHarness
 from pgdeploy.export.c.source import c_sources
-from pgdeploy.export.c.target import export_policy_c
-from pgdeploy.export.verify import VerificationPlan
+from pgdeploy.export.observations import VerificationPlan
 from pgdeploy.runtime.network import ACTIVATIONS, HEADS, PolicyNetwork
 from pgdeploy.runtime.sampling import inverse_cdf
 from pgdeploy.spec import PolicySpec

@@ -297,3 +297,13 @@ def test_arm_builds_under_qemu_act_as_the_host_build(tmp_path: Path, arch: str, 
     got = arm(torch.from_numpy(rows), uniforms)
     assert torch.equal(got[1], want[1]) and torch.equal(got[2], want[2])
     assert float((got[0] - want[0]).abs().max()) <= 1e-6
+
+
+@needs_cc
+def test_footprint_is_measured_for_a_relative_out_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    report = export_c(SHIPPED, "relative", verify=False)
+    assert report.footprint is not None and report.footprint.flash > 0, report.notices
+    assert sorted(p.name for p in (tmp_path / "relative").iterdir()) == ["policy.c", "policy.h"]

@@ -282,7 +282,7 @@ def test_cli_export_target_c(exported_model: Path, tmp_path: Path) -> None:
         ["export", str(exported_model / "model.pt"), "--target", "c", "--out-dir", str(tmp_path)],
     )
     assert result.exit_code == 0, result.output
-    assert result.output.startswith(f"c: {tmp_path / 'policy.h'} and {tmp_path / 'policy.c'} ")
+    assert result.stdout.startswith(f"c: {tmp_path / 'policy.h'} and {tmp_path / 'policy.c'} ")
     assert "verified on 8192 observations (4096 random, 4096 on-policy)" in result.output
     assert "action mismatches: 0 greedy, 0 sampled" in result.output
 

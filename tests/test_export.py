@@ -17,7 +17,7 @@ import onnx
 import pytest
 
 from pgdeploy.errors import ExportVerificationError, WriteError
-from pgdeploy.export import OPSET, export_checkpoint, exporter
+from pgdeploy.export import OPSET, export_checkpoint, onnx_target, source
 from pgdeploy.spec import FORMAT_VERSION
 from pgdeploy.training.checkpoint import load_checkpoint
 from tests.helpers import perturbed_graph
@@ -77,7 +77,7 @@ def test_export_refuses_and_leaves_no_file_when_parity_fails(
     exported_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shutil.copy(exported_model / "model.pt", tmp_path / "model.pt")
-    monkeypatch.setattr(exporter, "network_from_policy", perturbed_graph(layer=-1, index=(0, 0)))
+    monkeypatch.setattr(source, "network_from_policy", perturbed_graph(layer=-1, index=(0, 0)))
     with pytest.raises(ExportVerificationError, match=r"onnx export differs .*nothing was written"):
         export_checkpoint(tmp_path / "model.pt", n_random=64, n_on_policy=64)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
@@ -103,13 +103,13 @@ def test_export_runs_on_one_torch_thread_and_restores_the_callers(
     import torch
 
     seen: list[int] = []
-    reference_outputs = exporter.reference_outputs
+    reference_outputs = source.reference_outputs
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         seen.append(torch.get_num_threads())
         return reference_outputs(*args, **kwargs)
 
-    monkeypatch.setattr(exporter, "reference_outputs", spy)
+    monkeypatch.setattr(source, "reference_outputs", spy)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -132,17 +132,15 @@ def old_export(folder: Path, exported_model: Path) -> dict[str, bytes]:
 def test_torchscript_failure_leaves_the_folder_exactly_as_it_was(
     exported_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pgdeploy.export import exporter
-
     before = old_export(tmp_path, exported_model)
-    real_compare = exporter.compare
+    real_compare = onnx_target.compare
 
     def compare(fmt: str, *args: Any) -> Any:
         check = real_compare(fmt, *args)
         failed = dataclasses.replace(check, max_abs_diff=0.5, max_tolerance_ratio=2.0)
         return failed if fmt == "torchscript" else check
 
-    monkeypatch.setattr(exporter, "compare", compare)
+    monkeypatch.setattr(onnx_target, "compare", compare)
     with pytest.raises(ExportVerificationError, match=r"torchscript export differs .*left as it"):
         export_checkpoint(tmp_path / "model.pt", n_random=64, n_on_policy=64)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temp files either

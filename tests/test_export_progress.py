@@ -43,6 +43,6 @@ def test_export_reports_each_stage(exported_model: Path, tmp_path: Path) -> None
     )
     assert stages[0] == "collecting 64 random and 64 on-policy observations"
     assert stages[1:] == [
-        "exporting and verifying model.onnx",
-        "exporting and verifying model.torchscript.pt",
+        "verifying model.onnx",
+        "verifying model.torchscript.pt",
     ]

@@ -10,9 +10,10 @@ import onnx
 import torch
 
 from pgdeploy.export.formats import ExportFiles, load_torchscript, onnx_bytes
-from pgdeploy.export.verify import on_policy_observations
+from pgdeploy.export.observations import on_policy_rows
+from pgdeploy.export.source import checkpoint_source
 from pgdeploy.training.checkpoint import load_checkpoint
-from pgdeploy.training.policy import DeployablePolicy, network_from_policy
+from pgdeploy.training.policy import network_from_policy
 
 #: What every exported softmax policy graph with one hidden layer is made of.
 OPS = [
@@ -34,7 +35,7 @@ def _graph(folder: Path) -> onnx.ModelProto:
     checkpoint = load_checkpoint(folder / "model.pt")
     policy = checkpoint.build_policy()
     files = ExportFiles.make(checkpoint.spec, network_from_policy(policy), {}, "0" * 64)
-    return onnx.load_from_string(onnx_bytes(files, DeployablePolicy(policy).eval()))
+    return onnx.load_from_string(onnx_bytes(files))
 
 
 def _batch_dims(model: onnx.ModelProto) -> list[str]:
@@ -76,12 +77,19 @@ def test_normalisation_is_sub_then_div_in_onnx_and_torchscript(
         np.testing.assert_array_equal(scripted.features(obs).numpy(), policy.features(obs).numpy())
 
 
-def test_on_policy_observations_are_seeded_and_exclude_final_states(exported_model: Path) -> None:
-    policy = load_checkpoint(exported_model / "model.pt").build_policy()
-    first = on_policy_observations(policy, 700, seed=1)
+def test_on_policy_rows_are_seeded_and_exclude_final_states(exported_model: Path) -> None:
+    source = checkpoint_source(exported_model / "model.pt")
+
+    def rows(n: int, seed: int) -> np.ndarray:
+        return on_policy_rows(source.spec, "CartPole-v1", source.probs, n, seed)
+
+    first = rows(700, seed=1)
     assert first.shape == (700, 4) and first.dtype == np.float32
-    np.testing.assert_array_equal(first, on_policy_observations(policy, 700, seed=1))
-    assert not np.array_equal(first, on_policy_observations(policy, 700, seed=2))
+    np.testing.assert_array_equal(first, rows(700, seed=1))
+    assert not np.array_equal(first, rows(700, seed=2))
     # CartPole terminates past |x| 2.4 or |theta| 0.2095: final states are not collected.
     assert np.abs(first[:, 0]).max() <= 2.4 and np.abs(first[:, 2]).max() <= 0.2095
-    assert on_policy_observations(policy, 0, seed=1).shape == (0, 4)
+    assert rows(0, seed=1).shape == (0, 4)
+    # each of the lockstep envs starts from its own seeded reset
+    starts = first[: min(16, 700)]
+    assert len({tuple(row) for row in starts}) == len(starts)

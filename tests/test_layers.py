@@ -193,22 +193,22 @@ def test_the_static_check_sees_lazy_string_and_relative_imports() -> None:
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n    import gymnasium\n"
         "def f():\n    import torch\n    require('onnx', extra='train', feature='x')\n"
-        "from ..export import exporter\n"
+        "from ..export import pipeline\n"
     )
     found = imports(source, "pgdeploy.runtime")
-    assert {"torch", "onnx", "pgdeploy.export", "pgdeploy.export.exporter"} <= found
+    assert {"torch", "onnx", "pgdeploy.export", "pgdeploy.export.pipeline"} <= found
     assert "gymnasium" not in found  # type-checking only
     assert violations(found, allowed=RUNTIME_ALLOWED) == [
         "onnx",
         "pgdeploy.export",
-        "pgdeploy.export.exporter",
+        "pgdeploy.export.pipeline",
         "torch",
     ]
     assert imports(source, "pgdeploy.runtime", lazy=False) == {
         "typing",
         "typing.TYPE_CHECKING",
         "pgdeploy.export",
-        "pgdeploy.export.exporter",
+        "pgdeploy.export.pipeline",
     }
 
 

@@ -15,8 +15,8 @@ import torch
 
 import tests.tiny_envs  # noqa: F401  (registers the envs)
 from pgdeploy.errors import ExportVerificationError
-from pgdeploy.export import export_checkpoint, exporter
-from pgdeploy.export.verify import verification_observations
+from pgdeploy.export import export_checkpoint, source
+from pgdeploy.export.source import checkpoint_source
 from pgdeploy.training.checkpoint import load_checkpoint
 from pgdeploy.training.config import TrainConfig
 from pgdeploy.training.train import train
@@ -61,7 +61,7 @@ def test_one_weight_off_by_1e3_is_refused(
     path = _trained(tmp_path, env_id, normalize, 0)
     unit, column = _live_weight(path, layer)
     monkeypatch.setattr(
-        exporter, "network_from_policy", perturbed_graph(layer=layer, index=(unit, column))
+        source, "network_from_policy", perturbed_graph(layer=layer, index=(unit, column))
     )
     with pytest.raises(ExportVerificationError, match=r"onnx export differs .*nothing was written"):
         export_checkpoint(path, n_random=512, n_on_policy=512)
@@ -73,7 +73,7 @@ def _live_weight(path: Path, layer: int) -> tuple[int, int]:
     the most varied input feature; last layer: action 0's weight on that unit). A weight
     from a unit that never fires changes nothing, and no output comparison can see it."""
     policy = load_checkpoint(path).build_policy()
-    obs = verification_observations(policy, n_random=256, n_on_policy=0, seed=0)
+    obs = checkpoint_source(path, n_random=256, n_on_policy=0).observations(seed=0)
     with torch.no_grad():
         features = policy.features(torch.from_numpy(obs))
         hidden = policy.net[1](policy.net[0](features))

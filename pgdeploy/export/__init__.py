@@ -1,6 +1,7 @@
-"""Export: a checkpoint to verified ONNX, TorchScript and C files (the ``train`` extra).
+"""Export: a checkpoint or an imported policy to verified ONNX, TorchScript and C files.
 
-``pgdeploy.inspect`` also reads ONNX files on a runtime-only install, so this
+One pipeline (:mod:`pgdeploy.export.pipeline`) over sources and targets; the ``train``
+extra. ``pgdeploy.inspect`` also reads ONNX files on a runtime-only install, so this
 package imports nothing heavy until one of its names is used.
 """
 
@@ -9,9 +10,17 @@ from typing import TYPE_CHECKING, Any
 from pgdeploy._optional import require
 
 if TYPE_CHECKING:
-    from pgdeploy.export.c.target import CExportReport, export_c
-    from pgdeploy.export.exporter import DEFAULT_ATOL, ExportReport, export_checkpoint
+    from pgdeploy.export.c.target import CExportReport
     from pgdeploy.export.formats import OPSET
+    from pgdeploy.export.onnx_target import ExportReport
+    from pgdeploy.export.pipeline import (
+        DEFAULT_ATOL,
+        export_c,
+        export_checkpoint,
+        export_foreign,
+        export_policy_c,
+        run_export,
+    )
 
 __all__ = [
     "DEFAULT_ATOL",
@@ -20,20 +29,19 @@ __all__ = [
     "ExportReport",
     "export_c",
     "export_checkpoint",
+    "export_foreign",
+    "export_policy_c",
+    "run_export",
 ]
+_PIPELINE = frozenset(__all__) - {"OPSET"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("DEFAULT_ATOL", "ExportReport", "export_checkpoint"):
+    if name in _PIPELINE:
         require("torch", extra="train", feature="export")  # a runtime-only install: one line
-        from pgdeploy.export import exporter
+        from pgdeploy.export import pipeline
 
-        return getattr(exporter, name)
-    if name in ("CExportReport", "export_c"):
-        require("torch", extra="train", feature="export")  # the C target loads a checkpoint too
-        from pgdeploy.export.c import target as c_target
-
-        return getattr(c_target, name)
+        return getattr(pipeline, name)
     if name == "OPSET":
         from pgdeploy.export.formats import OPSET
 

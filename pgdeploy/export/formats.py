@@ -26,7 +26,6 @@ from pgdeploy.runtime.network import PolicyNetwork
 from pgdeploy.runtime.pairing import TORCHSCRIPT_METADATA, check_pair, make_pair_id, read_pair_id
 from pgdeploy.runtime.policy_graph import OPSET, build_model
 from pgdeploy.spec import PolicySpec, spec_to_metadata
-from pgdeploy.training.policy import DeployablePolicy
 
 __all__ = [
     "OPSET",
@@ -70,16 +69,15 @@ class ExportFiles:
         return cls(spec, network, metadata(make_pair_id(unpaired, checkpoint_sha256)))
 
 
-def onnx_bytes(files: ExportFiles, deployable: DeployablePolicy) -> bytes:
+def onnx_bytes(files: ExportFiles) -> bytes:
     """The canonical graph with the export's metadata, checked by ``onnx.checker``."""
-    del deployable  # the graph is built from the network's numbers, not traced
     onnx = require("onnx", extra="train", feature="ONNX export")
     data = build_model(files.spec, files.network, files.metadata)
     onnx.checker.check_model(onnx.load_model_from_string(data), full_check=True)
     return data
 
 
-def torchscript_bytes(files: ExportFiles, deployable: DeployablePolicy) -> bytes:
+def torchscript_bytes(files: ExportFiles, deployable: torch.nn.Module) -> bytes:
     """The scripted module, with the same metadata as the ONNX file in an extra file."""
     buffer = io.BytesIO()
     with _quiet_torch():

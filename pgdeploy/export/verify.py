@@ -1,26 +1,48 @@
-"""Verification of an exported file against the PyTorch policy, on thousands of observations."""
+"""Verification of an exported file against its source's float policy, with a grounded bound.
+
+The reference is the source's own float computation (a trained policy's PyTorch forward
+pass; for an imported file, the PyTorch rebuild of the source library's actor). The
+tolerance is derived from the :class:`~pgdeploy.runtime.network.PolicyNetwork` alone, in
+numpy float64 (:mod:`pgdeploy.export.tolerance`), so a trained and an imported policy are held to
+the same kind of check: how far two correct float32 evaluations of these weights on this
+observation may differ, never a fixed constant.
+
+Greedy (``argmax``) heads, DQN's, have one-hot probabilities: the greedy action must
+equal the reference's exactly, except on a near-tie, a row where another action's Q
+value lies within the rigorous worst-case float32 error of the maximum (both bounds
+overlapping, :func:`~pgdeploy.export.tolerance.near_ties`). There either action is a
+correct float32 answer, so the export's choice is accepted when it is one of those tied
+actions, and counted.
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
-from pgdeploy.errors import ExportVerificationError, UnsupportedEnvError
+from pgdeploy.errors import ExportVerificationError
 from pgdeploy.export.reference import GraphFn, TorchAgent
+from pgdeploy.export.tolerance import (
+    logit_error_bound,
+    near_ties,
+    network_logits,
+    probability_tolerance,
+)
 from pgdeploy.runtime.agent import Agent
+from pgdeploy.runtime.network import PolicyNetwork
+from pgdeploy.runtime.sampling import inverse_cdf
 from pgdeploy.spec import OUTPUT_NAMES, PolicySpec
-from pgdeploy.training.policy import SoftmaxPolicy
+
+Outputs = tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]
 
 
 @dataclass(frozen=True)
 class FormatCheck:
-    """How one exported file compared with the PyTorch policy."""
+    """How one exported file compared with the source's float policy."""
 
     format: str
     path: Path
@@ -30,6 +52,8 @@ class FormatCheck:
     greedy_mismatches: int
     sampled_mismatches: int
     n_observations: int
+    #: argmax heads: rows whose greedy action differed within the float32 bound of a tie.
+    near_ties: int = 0
 
     @property
     def passed_actions(self) -> bool:
@@ -39,350 +63,185 @@ class FormatCheck:
     def passed(self) -> bool:
         return self.max_tolerance_ratio <= 1.0 and self.passed_actions
 
-    def render(self, what: str, n_random: int, n_on_policy: int) -> str:
-        """One line: ``what`` verified on how many observations, and how closely."""
+    def render(self, what: str, n_random: int, n_on_policy: int, against: str = "") -> str:
+        """One line: ``what`` verified on how many observations (``against`` what), and how
+        closely."""
+        ties = f", {self.near_ties} argmax near-ties" if self.near_ties else ""
+        against = f" against {against}" if against else ""
         return (
             f"{self.format}: {what} verified on {self.n_observations} observations "
-            f"({n_random} random, {n_on_policy} on-policy): max |dp| = "
+            f"({n_random} random, {n_on_policy} on-policy){against}: max |dp| = "
             f"{self.max_abs_diff:.2e} ({self.max_tolerance_ratio:.2g}x its float32 "
             f"tolerance), action mismatches: {self.greedy_mismatches} greedy, "
-            f"{self.sampled_mismatches} sampled"
+            f"{self.sampled_mismatches} sampled{ties}"
         )
-
-
-def verification_observations(
-    policy: SoftmaxPolicy,
-    *,
-    n_random: int,
-    n_on_policy: int,
-    seed: int,
-    env_id: str | None = None,
-) -> npt.NDArray[np.float32]:
-    """Raw rows: random ones around the training statistics (categorical values drawn
-    uniformly from their ranges), plus ones the policy visits.
-
-    ``env_id`` plays the on-policy episodes; ``None`` takes the checkpoint's own id through
-    :func:`pgdeploy.envs.env_id_from_file` (a ``module:EnvId`` there is refused).
-    """
-    rng = np.random.default_rng(seed)
-    spec = policy.spec
-    layout = spec.obs_layout
-    random = np.zeros((n_random, spec.obs_dim), np.float64)
-    columns = list(layout.continuous_columns)
-    if columns:
-        mean = policy.obs_mean.numpy().astype(np.float64)
-        std = np.sqrt(policy.obs_var.numpy().astype(np.float64))
-        values = rng.normal(mean, 3 * std, size=(n_random, len(columns)))
-        low, high = np.asarray(spec.obs_low)[columns], np.asarray(spec.obs_high)[columns]
-        random[:, columns] = np.clip(values, low, high)
-    for column, (first, last) in layout.categorical_bounds().items():
-        random[:, column] = rng.integers(first, last + 1, size=n_random)
-    return np.concatenate(
-        [random.astype(np.float32), on_policy_observations(policy, n_on_policy, seed, env_id)]
-    )
-
-
-#: Envs stepped together while collecting on-policy observations: one batched forward
-#: pass per vector step instead of one per observation (4,096 single ``act`` calls took
-#: 2.1 s; this takes a few hundredths).
-ON_POLICY_ENVS = 16
-
-
-def _vector_on_policy(
-    policy: SoftmaxPolicy, n: int, seed: int, env_id: str | None
-) -> npt.NDArray[np.float32]:
-    """:func:`on_policy_observations` for a 1-D Box policy with one Discrete head, from
-    ``ON_POLICY_ENVS`` vectorised envs acting through one batched ``act_batch`` per step.
-
-    An env's final observation is not collected: the vector env resets it on the next
-    step (ignoring that env's action), as the one-env loop does.
-    """
-    from pgdeploy.envs.making import env_id_from_file, make_vector_env
-
-    spec = policy.spec
-    resolved = env_id_from_file(spec.env_id, source="the checkpoint", user_env_id=env_id)
-    num_envs = min(ON_POLICY_ENVS, n)
-    # No worker processes: their start-up would outweigh a few hundred vector steps.
-    envs = make_vector_env(resolved, num_envs, vectorization="native")
-    if envs.single_observation_space.shape != spec.obs_shape:
-        envs.close()
-        raise UnsupportedEnvError(
-            f"env {env_id!r} has observations of shape {envs.single_observation_space.shape}, "
-            f"but the policy expects {spec.obs_shape}; pass the env it was trained on"
-        )
-    agent = TorchAgent.from_policy(policy, seed=seed)
-    observations: list[npt.NDArray[np.float32]] = []
-    collected = 0
-    fresh = np.ones(num_envs, dtype=bool)  # False where obs is an episode's final one
-    try:
-        obs, _ = envs.reset(seed=seed)
-        while collected < n:
-            rows = np.asarray(obs, np.float32)[fresh]
-            observations.append(rows)
-            collected += len(rows)
-            actions = np.full(num_envs, spec.action_layout.start[0], np.int64)  # ignored on reset
-            if len(rows):
-                actions[fresh] = agent.act_batch(rows)
-            obs, _, terminated, truncated, _ = envs.step(actions)
-            fresh = ~(np.asarray(terminated) | np.asarray(truncated))
-    finally:
-        envs.close()
-    return np.concatenate(observations)[:n]
-
-
-def on_policy_observations(
-    policy: SoftmaxPolicy, n: int, seed: int, env_id: str | None = None
-) -> npt.NDArray[np.float32]:
-    """``n`` raw rows from episodes the policy itself plays (sampled actions)."""
-    from pgdeploy.envs.making import make_env_from_file
-
-    if n == 0:
-        return np.zeros((0, policy.spec.obs_dim), np.float32)
-    if policy.spec.obs_layout.plain and policy.spec.action_layout.n_branches == 1:
-        return _vector_on_policy(policy, n, seed, env_id)
-    env = make_env_from_file(policy.spec.env_id, source="the checkpoint", user_env_id=env_id)
-    if policy.spec.obs_layout.plain and env.observation_space.shape != policy.spec.obs_shape:
-        env.close()
-        raise UnsupportedEnvError(
-            f"env {env_id!r} has observations of shape {env.observation_space.shape}, but the "
-            f"policy expects {policy.spec.obs_shape}; pass the env it was trained on"
-        )
-    agent = TorchAgent.from_policy(policy, seed=seed)
-    layout = policy.spec.obs_layout
-    observations: list[npt.NDArray[np.float32]] = []
-    steps = 0
-    limit = policy.spec.max_episode_steps or 1000
-    try:
-        obs, _ = env.reset(seed=seed)
-        while len(observations) < n:
-            observations.append(
-                np.asarray(obs, np.float32) if layout.plain else layout.flatten(obs)
-            )
-            obs, _, terminated, truncated, _ = env.step(agent.act(obs))
-            steps += 1
-            if terminated or truncated or steps >= limit:
-                obs, _ = env.reset()
-                steps = 0
-    finally:
-        env.close()
-    return (
-        np.stack(observations) if observations else np.zeros((0, policy.spec.obs_dim), np.float32)
-    )
-
-
-@dataclass(frozen=True)
-class VerificationPlan:
-    """The observations an export is checked on, the same for every target."""
-
-    env_id: str | None
-    """The env played for the on-policy observations; None: random ones replace them."""
-    n_random: int
-    n_on_policy: int
-    notices: tuple[str, ...] = ()
-    """Why the on-policy observations were replaced, when they were."""
-
-
-def plan_verification(
-    file_env_id: str,
-    env_id: str | None,
-    trust_env_module: bool,
-    *,
-    n_random: int,
-    n_on_policy: int,
-) -> VerificationPlan:
-    """The env for on-policy observations and the counts, or random rows with a notice.
-
-    ``env_id`` (the user's) is used as given; the checkpoint's own id only when
-    :func:`pgdeploy.envs.env_id_from_file` allows it and it can be made, else random
-    observations replace the on-policy ones (the total stays) and the notice says so.
-    """
-    from pgdeploy.envs.making import env_id_from_file, make_env
-
-    try:
-        chosen = env_id_from_file(
-            file_env_id,
-            source="the checkpoint",
-            user_env_id=env_id,
-            trust_env_module=trust_env_module,
-        )
-        if env_id is None:
-            make_env(chosen).close()  # an unregistered id falls back below, not mid-export
-    except UnsupportedEnvError as exc:
-        if env_id is not None:
-            raise
-        notice = f"on-policy verification skipped, random observations used instead: {exc}"
-        return VerificationPlan(None, n_random + n_on_policy, 0, (notice,))
-    return VerificationPlan(chosen, n_random, n_on_policy)
-
-
-#: Unit roundoff of float32 (half an ulp of 1.0).
-FLOAT32_UNIT = 2.0**-24
-#: Multiple of sqrt(fan-in) * unit roundoff allowed per layer (see :func:`logit_error_bound`).
-ROUNDING_FACTOR = 1.0
-
-
-def logit_error_bound(
-    policy: SoftmaxPolicy, obs: npt.NDArray[np.float32]
-) -> npt.NDArray[np.float64]:
-    """Per observation and logit, how far two correct float32 evaluations may differ.
-
-    A layer ``y = W x + b`` with fan-in ``k`` evaluated in float32 is off by at most
-    ``gamma_k * (|W| |x| + |b|)``, and an input error ``e`` reaches the output as
-    ``|W| e`` (ReLU does not enlarge either). Rigorously ``gamma_k ~ k u``; rounding errors
-    behave like independent random variables, so ``sqrt(k) u`` times a small constant
-    (Higham & Mary, 2019) is what real evaluations stay within, and that is what is used
-    (``ROUNDING_FACTOR * sqrt(k + 2) * u``; the +2 covers the normalisation folded into
-    the first layer). The recursion runs in float64 on the magnitudes of the training
-    policy's own activations, so the bound scales with the observation, the weights and
-    the fan-in: large unbounded observations get a proportionally larger bound, a
-    small model on small inputs a tight one. Both sides (training policy, exported graph)
-    contribute, hence the factor 2.
-    """
-    with torch.no_grad():
-        x = policy.features(torch.from_numpy(obs)).double().abs()
-        error = x * 2 * FLOAT32_UNIT  # (x - mean) / std: two roundings
-        for module in policy.net:
-            if isinstance(module, torch.nn.Linear):
-                weight = module.weight.double().abs()
-                k = weight.shape[1]
-                gamma = ROUNDING_FACTOR * math.sqrt(k + 2) * FLOAT32_UNIT
-                magnitude = x @ weight.T + module.bias.double().abs()
-                error = error @ weight.T + gamma * magnitude
-                x = magnitude
-    return 2 * error.numpy()
-
-
-def probability_tolerance(
-    probs: npt.NDArray[np.float32],
-    logit_bound: npt.NDArray[np.float64],
-    nvec: list[int],
-    atol: float,
-) -> npt.NDArray[np.float64]:
-    """Per observation and action, the largest |dp| logit errors of ``logit_bound`` allow.
-
-    For p = softmax(z) and |dz| <= d (the largest bound of the head),
-    |dp_i| <= p_i (exp(2 d) - 1); the softmax itself adds ~(A + 4) u relative error for A
-    actions. ``atol`` is an absolute floor (float noise on tiny probabilities).
-    """
-    p = probs.astype(np.float64)
-    tol = np.empty_like(p)
-    offset = 0
-    for n in nvec:
-        head = slice(offset, offset + n)
-        d = logit_bound[:, head].max(axis=1, keepdims=True)
-        # A huge bound allows any |dp| <= 1, no more; 0 * inf (an overflowing bound on a
-        # zero probability) is NaN, which fails the comparison.
-        with np.errstate(over="ignore", invalid="ignore"):
-            tol[:, head] = p[:, head] * (np.expm1(2 * d) + (n + 4) * FLOAT32_UNIT)
-        offset += n
-    return np.minimum(tol + atol, 1.0)
-
-
-def require_passed(
-    check: FormatCheck, *, atol: float, n_observations: int, folder: Path
-) -> FormatCheck:
-    """``check`` when it passed, else the error saying how far the file is from PyTorch."""
-    if check.passed:  # NaN fails too: the ratio comparison is "<= 1.0"
-        return check
-    raise ExportVerificationError(
-        f"{check.format} export differs from the PyTorch policy: max |dp| = "
-        f"{check.max_abs_diff:.3g}, {check.max_tolerance_ratio:.3g}x the float32 "
-        f"tolerance (atol floor {atol:.3g}), "
-        f"{check.greedy_mismatches} greedy and {check.sampled_mismatches} sampled "
-        f"action mismatches over {n_observations} observations; nothing was written "
-        f"({folder} was left as it was)"
-    )
-
-
-def compare(
-    fmt: str,
-    path: Path,
-    graph: GraphFn | Agent,
-    spec: PolicySpec,
-    obs: npt.NDArray[np.float32],
-    uniforms: npt.NDArray[np.float32],
-    reference: tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]],
-    tolerance: npt.NDArray[np.float64],
-) -> FormatCheck:
-    """Compare probs with a per-element ``tolerance`` (:func:`probability_tolerance`), and
-    greedy and sampled actions; decisions within the tolerance of a tie are not mismatches."""
-    if isinstance(graph, Agent):
-        out = graph.run_graph(obs, uniforms)
-        probs, greedy, sampled = (out[name] for name in OUTPUT_NAMES)
-    else:
-        probs, greedy, sampled = TorchAgent(graph, spec).run_graph(obs, uniforms)
-    ref_probs, ref_greedy, ref_sampled = reference
-    abs_diff = np.abs(probs.astype(np.float64) - ref_probs)
-    diff = float(abs_diff.max())
-    ratio = float((abs_diff / tolerance).max())
-    nvec = list(spec.action_layout.nvec)
-    u = uniforms.reshape(len(obs), len(nvec))
-    greedy_bad = np.zeros(len(obs), bool)
-    sampled_bad = np.zeros(len(obs), bool)
-    offset = 0
-    for index, n in enumerate(nvec):
-        head = slice(offset, offset + n)
-        p, tol = ref_probs[:, head], tolerance[:, head]
-        margin = 2 * tol.sum(axis=1) + 4e-7  # a decision this close to a boundary may flip
-        top2 = np.sort(p, axis=1)[:, -2:]
-        clear_greedy = (top2[:, 1] - top2[:, 0]) > margin
-        cdf = np.cumsum(p[:, :-1], axis=1)
-        clear_sample = (np.abs(cdf - u[:, index : index + 1]) > margin[:, None]).all(axis=1)
-        g, rg = greedy.reshape(len(obs), -1)[:, index], ref_greedy.reshape(len(obs), -1)[:, index]
-        s_, rs = (
-            sampled.reshape(len(obs), -1)[:, index],
-            ref_sampled.reshape(len(obs), -1)[:, index],
-        )
-        greedy_bad |= (g != rg) & clear_greedy
-        sampled_bad |= (s_ != rs) & clear_sample
-        offset += n
-    return FormatCheck(
-        format=fmt,
-        path=path,
-        max_abs_diff=diff,
-        max_tolerance_ratio=ratio,
-        greedy_mismatches=int(greedy_bad.sum()),
-        sampled_mismatches=int(sampled_bad.sum()),
-        n_observations=len(obs),
-    )
 
 
 @dataclass(frozen=True)
 class Reference:
-    """What every exported format is compared with: the PyTorch policy's outputs on the
-    verification observations, the uniforms they used, and the per-element tolerance."""
+    """What every exported form is compared with: the source's outputs on the verification
+    observations, the uniforms they used, the per-element tolerance, and for argmax heads
+    which actions are within float32 reach of the maximum."""
 
     obs: npt.NDArray[np.float32]
-    uniforms: npt.NDArray[np.float32]
-    outputs: tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]
-    tolerance: npt.NDArray[np.float64]
-
-    @property
-    def arguments(
-        self,
-    ) -> tuple[
-        npt.NDArray[np.float32],
-        npt.NDArray[np.float32],
-        tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]],
-        npt.NDArray[np.float64],
-    ]:
-        """``compare``'s arguments after the graph: obs, uniforms, outputs, tolerance."""
-        return self.obs, self.uniforms, self.outputs, self.tolerance
+    uniforms: npt.NDArray[np.float32]  #: (n, heads)
+    outputs: Outputs  #: probs (n, n_actions), greedy and sampled ((n,) or (n, heads))
+    tolerance: npt.NDArray[np.float64]  #: (n, n_actions)
+    admissible: npt.NDArray[np.bool_] | None = None  #: argmax heads: (n, n_actions)
+    describe: str = "the PyTorch policy"
 
 
 def reference_outputs(
-    policy: SoftmaxPolicy, obs: npt.NDArray[np.float32], *, seed: int, atol: float
+    spec: PolicySpec,
+    network: PolicyNetwork,
+    probs: npt.NDArray[np.float32],
+    obs: npt.NDArray[np.float32],
+    *,
+    seed: int,
+    atol: float,
+    float64_statistics: bool = False,
+    describe: str = "the PyTorch policy",
 ) -> Reference:
-    """The PyTorch side of verification; a policy whose own probabilities are not finite
-    (weights that overflow float32) is refused here, before any format is built."""
-    heads = policy.spec.action_layout.n_branches
-    uniforms = np.random.default_rng(seed).random(len(obs) * heads, dtype=np.float32)
-    outputs = TorchAgent.from_policy(policy).run_graph(obs, uniforms)
-    bad_rows = int((~np.isfinite(outputs[0])).any(axis=1).sum())
+    """The reference for ``probs`` (the source's own on ``obs``); a source whose own
+    probabilities are not finite is refused here, before any form is built."""
+    bad_rows = int((~np.isfinite(probs)).any(axis=1).sum())
     if bad_rows:
         raise ExportVerificationError(
-            f"the PyTorch policy's probabilities are not finite on {bad_rows} of {len(obs)} "
+            f"{describe}'s probabilities are not finite on {bad_rows} of {len(obs)} "
             "verification observations (its weights overflow float32); nothing was written"
         )
-    tolerance = probability_tolerance(outputs[0], logit_error_bound(policy, obs), policy.nvec, atol)
-    return Reference(obs, uniforms, outputs, tolerance)
+    heads = spec.action_layout.n_branches
+    uniforms = np.random.default_rng(seed).random((len(obs), heads), dtype=np.float32)
+    outputs = actions_from_probs(spec, probs, uniforms)
+    bound = logit_error_bound(spec, network, obs, float64_statistics=float64_statistics)
+    nvec = list(spec.action_layout.nvec)
+    tolerance = probability_tolerance(probs, bound, nvec, atol)
+    admissible = None
+    if network.head == "argmax":
+        rigorous = logit_error_bound(
+            spec, network, obs, rigorous=True, float64_statistics=float64_statistics
+        )
+        admissible = near_ties(network_logits(spec, network, obs), rigorous, nvec)
+    return Reference(obs, uniforms, outputs, tolerance, admissible, describe)
+
+
+def actions_from_probs(
+    spec: PolicySpec, probs: npt.NDArray[np.float32], uniforms: npt.NDArray[np.float32]
+) -> Outputs:
+    """(probs, greedy, sampled) by the runtime's contract: per head the first maximum and the
+    inverse-CDF sample of its uniform, the head's start added; (n,) for one head."""
+    layout = spec.action_layout
+    greedy, sampled, offset = [], [], 0
+    for index, (size, start) in enumerate(zip(layout.nvec, layout.start, strict=True)):
+        chunk = probs[:, offset : offset + size]
+        greedy.append(chunk.argmax(axis=1).astype(np.int64) + start)
+        sampled.append(inverse_cdf(chunk, uniforms[:, index]) + start)
+        offset += size
+    if len(greedy) == 1:
+        return probs, greedy[0], sampled[0]
+    return probs, np.stack(greedy, axis=1), np.stack(sampled, axis=1)
+
+
+def require_passed(
+    check: FormatCheck, *, atol: float, folder: Path, reference: str = "the PyTorch policy"
+) -> FormatCheck:
+    """``check`` when it passed, else the error saying how far the file is from the source."""
+    if check.passed:  # NaN fails too: the ratio comparison is "<= 1.0"
+        return check
+    raise ExportVerificationError(
+        f"{check.format} export differs from {reference}: max |dp| = "
+        f"{check.max_abs_diff:.3g}, {check.max_tolerance_ratio:.3g}x the float32 "
+        f"tolerance (atol floor {atol:.3g}), "
+        f"{check.greedy_mismatches} greedy and {check.sampled_mismatches} sampled "
+        f"action mismatches over {check.n_observations} observations; nothing was written "
+        f"({folder} was left as it was)"
+    )
+
+
+def run_form(graph: GraphFn | Agent, spec: PolicySpec, reference: Reference) -> Outputs:
+    """An exported form's (probs, greedy, sampled) on the reference's observations."""
+    if isinstance(graph, Agent):
+        out = graph.run_graph(reference.obs, reference.uniforms)
+        return tuple(out[name] for name in OUTPUT_NAMES)  # type: ignore[return-value]
+    return TorchAgent(graph, spec).run_graph(reference.obs, reference.uniforms)
+
+
+def compare(
+    fmt: str, path: Path, graph: GraphFn | Agent, spec: PolicySpec, reference: Reference
+) -> FormatCheck:
+    """Compare probs with the per-element tolerance, and greedy and sampled actions;
+    decisions within the tolerance of a tie are not mismatches (argmax heads: see
+    :func:`resolve_near_ties`)."""
+    probs, greedy, sampled = run_form(graph, spec, reference)
+    (ref_probs, ref_greedy, ref_sampled), ties = resolve_near_ties(spec, reference, greedy)
+    abs_diff = np.abs(probs.astype(np.float64) - ref_probs)
+    n = len(reference.obs)
+    nvec = list(spec.action_layout.nvec)
+    greedy_bad = np.zeros(n, bool)
+    sampled_bad = np.zeros(n, bool)
+    offset = 0
+    for index, size in enumerate(nvec):
+        head = slice(offset, offset + size)
+        p, tol = ref_probs[:, head], reference.tolerance[:, head]
+        margin = 2 * tol.sum(axis=1) + 4e-7  # a decision this close to a boundary may flip
+        top2 = np.sort(p, axis=1)[:, -2:]
+        clear_greedy = (top2[:, 1] - top2[:, 0]) > margin
+        cdf = np.cumsum(p[:, :-1], axis=1)
+        u = reference.uniforms[:, index : index + 1]
+        clear_sample = (np.abs(cdf - u) > margin[:, None]).all(axis=1)
+        g, rg = _head(greedy, n, index), _head(ref_greedy, n, index)
+        s_, rs = _head(sampled, n, index), _head(ref_sampled, n, index)
+        greedy_bad |= (g != rg) & clear_greedy
+        sampled_bad |= (s_ != rs) & clear_sample
+        offset += size
+    return FormatCheck(
+        format=fmt,
+        path=path,
+        max_abs_diff=float(abs_diff.max()),
+        max_tolerance_ratio=float((abs_diff / reference.tolerance).max()),
+        greedy_mismatches=int(greedy_bad.sum()),
+        sampled_mismatches=int(sampled_bad.sum()),
+        n_observations=n,
+        near_ties=ties,
+    )
+
+
+def resolve_near_ties(
+    spec: PolicySpec, reference: Reference, greedy: npt.NDArray[np.int64]
+) -> tuple[Outputs, int]:
+    """The reference outputs to hold a form with greedy actions ``greedy`` to, and how many
+    rows were near-ties it resolved otherwise.
+
+    On an argmax head, where the form's greedy action differs from the reference's but is
+    admissible (:func:`near_ties`), the form's action is an equally correct float32
+    answer: that row's expected one-hot, greedy and sampled action become the form's.
+    Anywhere else the reference stands, so every other difference is a mismatch.
+    """
+    if reference.admissible is None:
+        return reference.outputs, 0
+    probs, ref_greedy, ref_sampled = (np.array(a, copy=True) for a in reference.outputs)
+    layout = spec.action_layout
+    n = len(probs)
+    rows = np.arange(n)
+    resolved = np.zeros(n, bool)
+    offset = 0
+    for index, (size, start) in enumerate(zip(layout.nvec, layout.start, strict=True)):
+        got = _head(greedy, n, index) - start
+        want = _head(ref_greedy, n, index) - start
+        inside = (got >= 0) & (got < size)
+        ok = inside & (got != want)
+        ok[ok] = reference.admissible[rows[ok], offset + got[ok]]
+        probs[ok, offset : offset + size] = 0.0
+        probs[rows[ok], offset + got[ok]] = 1.0
+        for actions in (ref_greedy, ref_sampled):
+            if actions.ndim == 1:
+                actions[ok] = got[ok] + start
+            else:
+                actions[ok, index] = got[ok] + start
+        resolved |= ok
+        offset += size
+    return (probs, ref_greedy, ref_sampled), int(resolved.sum())
+
+
+def _head(actions: npt.NDArray[Any], n: int, index: int) -> npt.NDArray[np.int64]:
+    return np.asarray(actions).reshape(n, -1)[:, index].astype(np.int64)

@@ -83,6 +83,7 @@ def measure(source: Path, target: str | None = None, *, compiler: str | None = N
     Raises CompilerError when the target's compiler is missing or fails.
     """
     target = target or default_target()
+    source = Path(source).resolve()  # the compiler runs in a temp folder
     name, flags, _ = TARGETS[target]
     cc = shutil.which(compiler or (os.environ.get("CC") if target == "host" else None) or name)
     if cc is None:

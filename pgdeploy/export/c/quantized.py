@@ -47,6 +47,7 @@ import torch
 from pgdeploy import __version__
 from pgdeploy.errors import UnsupportedExportError
 from pgdeploy.export.c.source import c_float, c_string
+from pgdeploy.export.tolerance import activate
 from pgdeploy.runtime.network import PolicyNetwork
 from pgdeploy.spec import PolicySpec
 
@@ -132,21 +133,6 @@ def encode(network: PolicyNetwork, spec: PolicySpec, obs: F32) -> F32:
     return np.ascontiguousarray(np.concatenate([x, onehot], axis=1), dtype=np.float32)
 
 
-def _activate(name: str, alpha: float, z: torch.Tensor) -> torch.Tensor:
-    fn = torch.nn.functional
-    if name == "relu":
-        return fn.relu(z)
-    if name == "tanh":
-        return torch.tanh(z)
-    if name == "elu":
-        return fn.elu(z)
-    if name == "leaky_relu":
-        return fn.leaky_relu(z, alpha)
-    if name == "silu":
-        return fn.silu(z)
-    return fn.gelu(z)
-
-
 def float_logits(network: PolicyNetwork, spec: PolicySpec, obs: F32) -> F32:
     """The float32 network's logits (torch, the training arithmetic)."""
     h = torch.from_numpy(encode(network, spec, obs))
@@ -154,7 +140,7 @@ def float_logits(network: PolicyNetwork, spec: PolicySpec, obs: F32) -> F32:
         for i, (weight, bias) in enumerate(network.layers):
             h = h @ torch.from_numpy(weight).T + torch.from_numpy(bias)
             if i < len(network.layers) - 1:
-                h = _activate(network.activation, network.activation_alpha, h)
+                h = activate(network.activation, network.activation_alpha, h)
     return np.ascontiguousarray(h.numpy(), dtype=np.float32)
 
 
@@ -317,7 +303,7 @@ def quantized_logits(qnet: QuantizedNetwork, spec: PolicySpec, obs: F32) -> F32:
                 if layer.scale is not None:
                     h = h * torch.from_numpy(layer.scale)
                 if i < last:
-                    h = _activate(net.activation, net.activation_alpha, h)
+                    h = activate(net.activation, net.activation_alpha, h)
         return np.ascontiguousarray(h.numpy(), dtype=np.float32)
     assert qnet.input_multiplier is not None
     hq = _quantize_input(x, qnet.input_multiplier)

@@ -2,7 +2,9 @@
 
 An int8 policy cannot equal the float one, so it is held to a rate instead: on the same
 random and on-policy observations as every export, the compiled C's greedy action
-(every head) must equal the float network's on at least ``min_agreement`` of each set.
+(every head), under every verified build, must equal the source's float policy's (a
+trained policy's PyTorch forward pass, or an imported file's actor rebuilt in PyTorch)
+on at least ``min_agreement`` of each set.
 The report adds max |dp| and, where the env can be made, the mean return of the compiled
 int8 C playing greedily (through ctypes) next to the float network's, on the same seeds.
 """
@@ -10,6 +12,7 @@ int8 C playing greedily (through ctypes) next to the float network's, on the sam
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,16 +20,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from pgdeploy.errors import ExportVerificationError, InvalidArgumentError
-from pgdeploy.export.c.compile import BUILD_FLAGS, CHarness, compile_c
-from pgdeploy.export.c.quantized import (
-    QuantizedNetwork,
-    float_logits,
-    greedy_indices,
-    head_probs,
-)
+from pgdeploy.export.c.compile import BUILD_FLAGS, compile_c
+from pgdeploy.export.verify import Reference, actions_from_probs
 from pgdeploy.spec import PolicySpec
 
 DEFAULT_MIN_AGREEMENT = 0.995
@@ -80,65 +77,70 @@ def check_min_agreement(value: object) -> float:
     return float(value)
 
 
-def verify_quantized(
-    folder: Path,
-    cc: str,
-    qnet: QuantizedNetwork,
-    spec: PolicySpec,
-    obs: npt.NDArray[np.float32],
+def agreement_check(
+    mode: str,
+    probs: npt.NDArray[np.float32],
+    greedy: npt.NDArray[np.int64],
+    reference: Reference,
     n_random: int,
-    *,
     min_agreement: float,
-    episodes: int,
-    env_factory: Callable[[], Any] | None,
-    seed: int,
 ) -> QuantizationCheck:
-    """Compile ``folder/policy.c``, compare it on ``obs`` (the first ``n_random`` random),
-    play ``episodes`` in envs from ``env_factory`` when given, refuse below ``min_agreement``.
-    """
-    heads = spec.action_layout.n_branches
-    harness = CHarness.build(cc, folder, spec.obs_dim, spec.n_actions, heads)
-    uniforms = np.random.default_rng(seed).random((len(obs), heads), dtype=np.float32)
-    probs_t, greedy_t, _ = harness(torch.from_numpy(obs), torch.from_numpy(uniforms))
-    probs = probs_t.numpy()
-    greedy = greedy_t.numpy().reshape(len(obs), heads) - np.asarray(spec.action_layout.start)
-    reference = head_probs(float_logits(qnet.network, spec, obs), spec, qnet.network.head)
-    same = (greedy == greedy_indices(reference, spec)).all(axis=1)
-    n_on = len(obs) - n_random
-    check = QuantizationCheck(
-        mode=qnet.mode,
+    """How the int8 C's outputs on the reference's observations (the first ``n_random``
+    random) compare with the float policy's: greedy agreement per set, max |dp|."""
+    n = len(reference.obs)
+    ref_probs, ref_greedy, _ = reference.outputs
+    same = (greedy.reshape(n, -1) == np.asarray(ref_greedy).reshape(n, -1)).all(axis=1)
+    n_on = n - n_random
+    return QuantizationCheck(
+        mode=mode,
         agreement_random=float(same[:n_random].mean()) if n_random else 1.0,
         agreement_on_policy=float(same[n_random:].mean()) if n_on else None,
         n_random=n_random,
         n_on_policy=n_on,
-        max_abs_dp=float(np.abs(probs - reference).max()),
+        max_abs_dp=float(np.abs(probs.astype(np.float64) - ref_probs).max()),
         min_agreement=min_agreement,
-        episodes=episodes if env_factory is not None else 0,
+        episodes=0,
         mean_return_float=None,
         mean_return_quantized=None,
     )
+
+
+def require_agreement(check: QuantizationCheck, build: str, folder: Path) -> QuantizationCheck:
+    """``check`` when both sets reach its threshold, else the refusal."""
     on_policy = 1.0 if check.agreement_on_policy is None else check.agreement_on_policy
-    if not min(check.agreement_random, on_policy) >= min_agreement:
-        raise ExportVerificationError(
-            f"the {qnet.mode} C agrees with the float policy's greedy action on "
-            f"{100 * check.agreement_random:.2f} % of {n_random} random and "
-            f"{100 * on_policy:.2f} % of {n_on} on-policy observations, below the required "
-            f"{100 * min_agreement:.2f} %; nothing was written (export with --quantize float32, "
-            "or lower --min-agreement)"
-        )
-    if env_factory is None or episodes == 0:
+    if min(check.agreement_random, on_policy) >= check.min_agreement:
         return check
+    raise ExportVerificationError(
+        f"the {check.mode} C ({build}) agrees with the float policy's greedy action on "
+        f"{100 * check.agreement_random:.2f} % of {check.n_random} random and "
+        f"{100 * on_policy:.2f} % of {check.n_on_policy} on-policy observations, below the "
+        f"required {100 * check.min_agreement:.2f} %; nothing was written ({folder} was left "
+        "as it was; export with --quantize float32, or lower --min-agreement)"
+    )
+
+
+def with_returns(
+    check: QuantizationCheck,
+    cc: str,
+    staging: Path,
+    spec: PolicySpec,
+    float_probs: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]],
+    env_factory: Callable[[], Any],
+    episodes: int,
+    seed: int,
+) -> QuantizationCheck:
+    """``check`` with the mean returns of ``episodes`` greedy episodes of the compiled C
+    (through ctypes) and of the float policy, on the same seeds."""
     library = compile_c(
-        cc, [folder / "policy.c"], folder / "policy.so", flags=(*BUILD_FLAGS, "-shared", "-fPIC")
+        cc, [staging / "policy.c"], staging / "policy.so", flags=(*BUILD_FLAGS, "-shared", "-fPIC")
     )
     c_returns = play(env_factory, spec, _c_greedy(library, spec), episodes, seed)
-    float_returns = play(env_factory, spec, _float_greedy(qnet, spec), episodes, seed)
-    return QuantizationCheck(
-        **{
-            **check.__dict__,
-            "mean_return_float": float(np.mean(float_returns)),
-            "mean_return_quantized": float(np.mean(c_returns)),
-        }
+    float_returns = play(env_factory, spec, _float_greedy(float_probs, spec), episodes, seed)
+    return dataclasses.replace(
+        check,
+        episodes=episodes,
+        mean_return_float=float(np.mean(float_returns)),
+        mean_return_quantized=float(np.mean(c_returns)),
     )
 
 
@@ -165,12 +167,13 @@ def _c_greedy(library: Path, spec: PolicySpec) -> Greedy:
     return act
 
 
-def _float_greedy(qnet: QuantizedNetwork, spec: PolicySpec) -> Greedy:
-    start = np.asarray(spec.action_layout.start, np.int64)
-
+def _float_greedy(
+    float_probs: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]], spec: PolicySpec
+) -> Greedy:
     def act(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
-        logits = float_logits(qnet.network, spec, rows)
-        return greedy_indices(head_probs(logits, spec, qnet.network.head), spec) + start
+        probs = float_probs(rows)
+        zeros = np.zeros((len(rows), spec.action_layout.n_branches), np.float32)
+        return actions_from_probs(spec, probs, zeros)[1].reshape(len(rows), -1)
 
     return act
 
