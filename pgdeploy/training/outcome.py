@@ -2,6 +2,10 @@
 
 A run that spends its budget without solving exits like one that solved unless something
 says otherwise; these functions build that statement from the run's history and summary.
+An unsolved run's line names what its history shows (a collapsed entropy, a fall from its
+best window, a budget spent while still improving, little progress) and the one or two
+changes most likely to help; the evidence is saved in the summary (``evidence``), so the
+line is the same when rebuilt from a checkpoint.
 """
 
 from __future__ import annotations
@@ -10,11 +14,25 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pgdeploy.training.callbacks import IterationStats
+from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.presets import preset_for
 
 #: Iterations in a row that make a flat gradient or a collapsed entropy worth a warning.
 STREAK = 20
 #: Below this entropy (nats) the policy is practically deterministic.
 COLLAPSED_ENTROPY = 1e-3
+#: Progress is measured from the run's first batch (about what random actions score), 0,
+#: to the threshold, 1. A run whose best window came in the last quarter of its steps was
+#: still improving; one whose final window lies this much progress below its best fell from
+#: it; one whose best stayed below this much progress barely learned.
+LATE = 0.75
+FELL = 0.2
+LITTLE = 0.2
+#: What the line says when a summary has no evidence (checkpoints of older versions).
+GENERIC_ADVICE = (
+    "Most likely to help: a learning rate a fifth of this one with --entropy-coef 0.01, "
+    "or a larger --total-timesteps."
+)
 
 
 def health_warnings(history: Sequence[IterationStats], *, solved: bool) -> list[str]:
@@ -44,6 +62,31 @@ def health_warnings(history: Sequence[IterationStats], *, solved: bool) -> list[
     return warnings
 
 
+def run_evidence(config: TrainConfig, history: Sequence[IterationStats]) -> dict[str, Any]:
+    """The settings an unsolved run's line weighs, and what its history shows."""
+    preset = {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in preset_for(config.env_id).items()
+        if k != "total_timesteps"
+    }
+    used = config.to_dict()
+    skipped = any(used[k] != v for k, v in preset.items())
+    streak = min(STREAK, len(history))
+    return {
+        "learning_rate": config.learning_rate,
+        "entropy_coef": config.entropy_coef,
+        "baseline": config.baseline,
+        "total_timesteps": config.total_timesteps,
+        "preset": preset if skipped else {},
+        "first_batch_mean_return": history[0].batch_mean_return if history else None,
+        "final_entropy": history[-1].entropy if history else None,
+        "entropy_collapsed": bool(history)
+        and _trailing(history, lambda s: s.entropy < COLLAPSED_ENTROPY) >= streak,
+        "gradient_flat": bool(history)
+        and _trailing(history, lambda s: s.grad_norm == 0.0) >= streak,
+    }
+
+
 def outcome_line(summary: Mapping[str, Any]) -> str:
     """``SOLVED: ...`` or ``NOT SOLVED: ...`` with the final window mean against the threshold."""
     threshold = summary.get("reward_threshold")
@@ -64,11 +107,63 @@ def outcome_line(summary: Mapping[str, Any]) -> str:
             f"NOT SOLVED: only {summary.get('episodes')} episodes finished, fewer than the "
             f"{window} the solved check averages (their mean {mean:.2f}, threshold {threshold:g})"
         )
-    return (
+    line = (
         f"NOT SOLVED: the mean return of {episodes} was {mean:.2f}, below the threshold "
-        f"{threshold:g}. Most likely to help: a learning rate a tenth of this one with "
-        "--entropy-coef 0.01 (the defaults suit CartPole), or a larger --total-timesteps."
+        f"{threshold:g}"
     )
+    evidence = summary.get("evidence")
+    if not evidence:
+        return f"{line}. {GENERIC_ADVICE}"
+    finding, changes = diagnose(summary, evidence)
+    return f"{line}: {finding}. Most likely to help: {' or '.join(changes[:2])}."
+
+
+def diagnose(summary: Mapping[str, Any], evidence: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """What an unsolved run's history shows, and the changes most likely to help, best first."""
+    lr, ent = evidence["learning_rate"], evidence["entropy_coef"]
+    lower_lr = f"--learning-rate {lr / 5:g} (a fifth of {lr:g})"
+    bonus = f"--entropy-coef {0.01 if ent == 0 else ent * 5:g}"
+    preset = [_preset_change(summary["env_id"], evidence["preset"])] if evidence["preset"] else []
+    budget = evidence["total_timesteps"]
+    best, best_steps = summary.get("best_window_mean_return"), summary.get("best_env_steps")
+    final, steps = summary["final_window_mean_return"], summary["env_steps"]
+    start, threshold = evidence["first_batch_mean_return"], summary["reward_threshold"]
+    if evidence["gradient_flat"]:
+        return (
+            "every episode of its last batches returned the same, so the gradient was zero",
+            ["a reward shaped to tell episodes apart (a --wrapper), since REINFORCE learns "
+             "nothing from equal returns"],
+        )  # fmt: skip
+    if evidence["entropy_collapsed"]:
+        finding = (
+            f"the policy turned deterministic (entropy {evidence['final_entropy']:.1g}) "
+            "before it solved"
+        )
+        return finding, [*preset, f"{lower_lr} with {bonus}"]
+    if best is None or best_steps is None or start is None or threshold <= start:
+        return "its returns stayed below the threshold", [*preset, lower_lr, bonus]
+    best_progress = (best - start) / (threshold - start)
+    fell = best_progress - (final - start) / (threshold - start) >= FELL
+    if best_steps >= LATE * steps and not fell and best_progress >= LITTLE:
+        finding = f"it was still improving when the budget of {budget} env steps ran out"
+        return finding, [f"--total-timesteps {2 * budget}", *preset]
+    if fell:
+        finding = (
+            f"it fell from its best window mean {best:.2f} (at {best_steps} env steps, "
+            "kept in best.pt)"
+        )
+        return finding, [*preset, lower_lr, bonus]
+    baseline = ["--baseline value"] if evidence["baseline"] != "value" else []
+    if best_progress < LITTLE:
+        finding = f"it barely improved on its first batches ({start:.2f})"
+        return finding, [*preset, *baseline, lower_lr]
+    finding = f"it levelled off at a best window mean of {best:.2f} by {best_steps} env steps"
+    return finding, [*preset, *baseline, lower_lr]
+
+
+def _preset_change(env_id: str, preset: Mapping[str, Any]) -> str:
+    values = ", ".join(f"{k} {v}" for k, v in preset.items())
+    return f"{env_id}'s preset ({values}), which pgdeploy train applies unless --no-preset"
 
 
 def _trailing(history: Sequence[IterationStats], test: Any) -> int:

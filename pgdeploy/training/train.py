@@ -45,7 +45,7 @@ from pgdeploy.training.checkpoint_safety import non_finite_weights
 from pgdeploy.training.collector import Collector, make_collector
 from pgdeploy.training.config import TrainConfig
 from pgdeploy.training.folder import RunFolder
-from pgdeploy.training.outcome import health_warnings
+from pgdeploy.training.outcome import health_warnings, run_evidence
 from pgdeploy.training.policy import SoftmaxPolicy
 from pgdeploy.training.record import TrainingRecord
 from pgdeploy.training.reinforce import ReinforceLearner, UpdateStats
@@ -289,6 +289,8 @@ class _Run:
             training["stop_reason"] = f"stopped: {diverged}"
         elif not training["solved"] and interrupted is None:
             training["stop_reason"] += _unsolved_hint(self, training)
+        if not training["solved"]:
+            training["evidence"] = run_evidence(self.config, state.history)
         checkpoint = Checkpoint(
             config=self.config,
             spec=self.spec,
@@ -326,7 +328,7 @@ class _Run:
 
 
 def _unsolved_hint(run: _Run, training: dict[str, Any]) -> str:
-    """Why an unsolved run ended where it did, and what to try."""
+    """Why an unsolved run ended where it did (what to change is the outcome line's job)."""
     if not run.record.history:
         return ""
     if len(run.returns_seen) == 1:
@@ -345,10 +347,7 @@ def _unsolved_hint(run: _Run, training: dict[str, Any]) -> str:
         if math.isfinite(run.best.mean_return)
         else f"fewer than {run.config.solve_window} episodes finished"
     )
-    return (
-        f" without reaching the reward threshold {run.threshold:g} ({kept}); try a larger "
-        "total_timesteps, or a preset or lower learning_rate"
-    )
+    return f" without reaching the reward threshold {run.threshold:g} ({kept})"
 
 
 #: Written beside ``model.pt``: the weights with the best solve-window mean of the run.
