@@ -75,15 +75,20 @@ EVIDENCE = {
     "total_timesteps": 100_000, "preset": {}, "first_batch_mean_return": -0.3,
     "final_entropy": 0.4, "entropy_collapsed": False, "gradient_flat": False,
 }  # fmt: skip
-HEAD = "NOT SOLVED: the mean return of the last 100 episodes was {:.2f}, below the threshold 0.8: "
+HEAD = "NOT SOLVED: the mean return of the last 100 episodes was {:.2f}, below the threshold {:g}: "
 
 
 def unsolved(
-    final: float, best: float, best_steps: int, env: str = REACH, **evidence: object
+    final: float,
+    best: float,
+    best_steps: int,
+    env: str = REACH,
+    threshold: float = 0.8,
+    **evidence: object,
 ) -> dict[str, object]:
     """A summary of an unsolved Reach-like run (threshold 0.8, 100k steps spent)."""
     return {
-        "env_id": env, "solved": False, "reward_threshold": 0.8, "solve_window": 100,
+        "env_id": env, "solved": False, "reward_threshold": threshold, "solve_window": 100,
         "window_full": True, "env_steps": 100_010, "final_window_mean_return": final,
         "best_window_mean_return": best, "best_env_steps": best_steps,
         "evidence": {**EVIDENCE, **evidence},
@@ -111,9 +116,9 @@ FROZEN_PRESET = {"baseline": "value", "learning_rate": 0.005, "entropy_coef": 0.
             unsolved(0.08, 0.16, 60_000, env="FrozenLake-v1", entropy_collapsed=True,
                      final_entropy=1e-6, first_batch_mean_return=0.0, preset=FROZEN_PRESET),
             "the policy turned deterministic (entropy 1e-06) before it solved. Most likely to "
-            "help: FrozenLake-v1's preset (baseline value, learning_rate 0.005, entropy_coef "
-            "0.01), which pgdeploy train applies unless --no-preset or --learning-rate 0.01 "
-            "(a fifth of 0.05) with --entropy-coef 0.01.",
+            "help: FrozenLake-v1's preset (--baseline value, --learning-rate 0.005, "
+            "--entropy-coef 0.01; pgdeploy train applies it unless --no-preset) or "
+            "--learning-rate 0.01 (a fifth of 0.05) with --entropy-coef 0.01.",
         ),
         (  # peaked, then fell (today's defaults on Reach, seed 0)
             unsolved(0.53, 0.776, 41_000),
@@ -125,13 +130,26 @@ FROZEN_PRESET = {"baseline": "value", "learning_rate": 0.005, "entropy_coef": 0.
             "it was still improving when the budget of 100000 env steps ran out. Most likely "
             "to help: --total-timesteps 200000.",
         ),
-        (  # still improving, with a preset unused: the budget, then the preset
+        (  # still improving, with a preset partly unused: the preset's values, then budget
             unsolved(0.6, 0.62, 99_000, env="FrozenLake-v1", first_batch_mean_return=0.0,
-                     preset=FROZEN_PRESET),
+                     preset={"baseline": "value"}),
             "it was still improving when the budget of 100000 env steps ran out. Most likely "
-            "to help: --total-timesteps 200000 or FrozenLake-v1's preset (baseline value, "
-            "learning_rate 0.005, entropy_coef 0.01), which pgdeploy train applies unless "
-            "--no-preset.",
+            "to help: FrozenLake-v1's preset (--baseline value; pgdeploy train applies it "
+            "unless --no-preset) or --total-timesteps 200000.",
+        ),
+        (  # a tuple-valued preset, written as the flag takes it
+            unsolved(-172.0, -92.5, 20_000, env="LunarLander-v3", first_batch_mean_return=-180.0,
+                     threshold=200.0, preset={"gamma": 0.995, "hidden_sizes": [64, 64]}),
+            "it fell from its best window mean -92.50 (at 20000 env steps, kept in best.pt). "
+            "Most likely to help: LunarLander-v3's preset (--gamma 0.995, --hidden-sizes 64,64; "
+            "pgdeploy train applies it unless --no-preset) or --learning-rate 0.01 (a fifth of "
+            "0.05).",
+        ),
+        (  # ended below where it began (MiniGrid at lr 0.01, seed 1)
+            unsolved(0.0, 0.108, 30_000, first_batch_mean_return=0.26, learning_rate=0.01,
+                     entropy_coef=0.01),
+            "it ended worse than its first batches (0.26). Most likely to help: "
+            "--learning-rate 0.002 (a fifth of 0.01) or --entropy-coef 0.05.",
         ),
         (  # hardly moved from where it began, no value baseline yet
             unsolved(-0.22, -0.2, 50_000),
@@ -155,20 +173,26 @@ def test_not_solved_names_what_the_run_shows_and_what_to_change(
     summary: dict[str, object], tail: str
 ) -> None:
     line = outcome_line(summary)
-    assert line == HEAD.format(summary["final_window_mean_return"]) + tail
+    assert (
+        line == HEAD.format(summary["final_window_mean_return"], summary["reward_threshold"]) + tail
+    )
     assert "\n" not in line and line.endswith(".") and line.count("Most likely to help") == 1
-    assert line.count(" or --") + line.count(" or FrozenLake") <= 1  # one or two changes
+    changes = re.sub(r"\([^)]*\)", "", line.split("Most likely to help: ")[1])
+    assert changes.count(" or ") <= 1  # one or two changes
 
 
 def test_evidence_comes_from_the_config_and_the_history() -> None:
     collapsed = [dataclasses.replace(STATS, iteration=i, entropy=1e-5) for i in range(1, 21)]
-    evidence = run_evidence(TrainConfig(env_id="FrozenLake-v1", learning_rate=0.05), collapsed)
+    today = {"learning_rate": 0.05, "entropy_coef": 0.0, "baseline": "timestep"}
+    evidence = run_evidence(TrainConfig(env_id="FrozenLake-v1", **today), collapsed)
     assert evidence["entropy_collapsed"] and not evidence["gradient_flat"]
     assert evidence["preset"] == {"baseline": "value", "learning_rate": 0.005, "entropy_coef": 0.01}
     assert (evidence["first_batch_mean_return"], evidence["final_entropy"]) == (4.0, 1e-5)
     preset = {k: v for k, v in preset_for("LunarLander-v3").items() if k != "total_timesteps"}
     applied = TrainConfig(env_id="LunarLander-v3", total_timesteps=1000, **preset)
     assert run_evidence(applied, [STATS])["preset"] == {}  # a budget of one's own keeps it
+    changed = dataclasses.replace(applied, gamma=0.99)
+    assert run_evidence(changed, [STATS])["preset"] == {"gamma": 0.995}  # only what differs
     assert run_evidence(TrainConfig(), [])["final_entropy"] is None
 
 

@@ -70,14 +70,13 @@ def run_evidence(config: TrainConfig, history: Sequence[IterationStats]) -> dict
         if k != "total_timesteps"
     }
     used = config.to_dict()
-    skipped = any(used[k] != v for k, v in preset.items())
     streak = min(STREAK, len(history))
     return {
         "learning_rate": config.learning_rate,
         "entropy_coef": config.entropy_coef,
         "baseline": config.baseline,
         "total_timesteps": config.total_timesteps,
-        "preset": preset if skipped else {},
+        "preset": {k: v for k, v in preset.items() if used[k] != v},
         "first_batch_mean_return": history[0].batch_mean_return if history else None,
         "final_entropy": history[-1].entropy if history else None,
         "entropy_collapsed": bool(history)
@@ -142,19 +141,22 @@ def diagnose(summary: Mapping[str, Any], evidence: Mapping[str, Any]) -> tuple[s
         return finding, [*preset, f"{lower_lr} with {bonus}"]
     if best is None or best_steps is None or start is None or threshold <= start:
         return "its returns stayed below the threshold", [*preset, lower_lr, bonus]
-    best_progress = (best - start) / (threshold - start)
-    fell = best_progress - (final - start) / (threshold - start) >= FELL
-    if best_steps >= LATE * steps and not fell and best_progress >= LITTLE:
-        finding = f"it was still improving when the budget of {budget} env steps ran out"
-        return finding, [f"--total-timesteps {2 * budget}", *preset]
-    if fell:
+    progress_best = (best - start) / (threshold - start)  # 0 where it began, 1 the threshold
+    progress_final = (final - start) / (threshold - start)
+    if progress_final <= -FELL:
+        finding = f"it ended worse than its first batches ({start:.2f})"
+        return finding, [*preset, lower_lr, bonus]
+    if progress_best - progress_final >= FELL:
         finding = (
             f"it fell from its best window mean {best:.2f} (at {best_steps} env steps, "
             "kept in best.pt)"
         )
         return finding, [*preset, lower_lr, bonus]
+    if best_steps >= LATE * steps and progress_best >= LITTLE:
+        finding = f"it was still improving when the budget of {budget} env steps ran out"
+        return finding, [*preset, f"--total-timesteps {2 * budget}"]
     baseline = ["--baseline value"] if evidence["baseline"] != "value" else []
-    if best_progress < LITTLE:
+    if progress_best < LITTLE:
         finding = f"it barely improved on its first batches ({start:.2f})"
         return finding, [*preset, *baseline, lower_lr]
     finding = f"it levelled off at a best window mean of {best:.2f} by {best_steps} env steps"
@@ -162,8 +164,15 @@ def diagnose(summary: Mapping[str, Any], evidence: Mapping[str, Any]) -> tuple[s
 
 
 def _preset_change(env_id: str, preset: Mapping[str, Any]) -> str:
-    values = ", ".join(f"{k} {v}" for k, v in preset.items())
-    return f"{env_id}'s preset ({values}), which pgdeploy train applies unless --no-preset"
+    """The values of the env's preset this run did not use."""
+    values = ", ".join(f"--{k.replace('_', '-')} {_flag_value(v)}" for k, v in preset.items())
+    return f"{env_id}'s preset ({values}; pgdeploy train applies it unless --no-preset)"
+
+
+def _flag_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _trailing(history: Sequence[IterationStats], test: Any) -> int:
