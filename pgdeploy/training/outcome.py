@@ -35,9 +35,13 @@ GENERIC_ADVICE = (
 )
 
 
-def health_warnings(history: Sequence[IterationStats], *, solved: bool) -> list[str]:
-    """Warnings about a run that ended unsolved with a gradient of exactly zero, or with an
-    entropy near zero, over its last ``STREAK`` iterations (or all of them, if fewer).
+def health_warnings(
+    history: Sequence[IterationStats], *, solved: bool, flat_streak: int = 0
+) -> list[str]:
+    """Warnings about a run that ended unsolved with a policy gradient of exactly zero, or
+    with an entropy near zero, over its last ``STREAK`` iterations (or all of them, if fewer).
+    ``flat_streak``: iterations in a row whose advantages were all zero, counted by the loop
+    (with an entropy bonus the gradient's norm is not zero, but the REINFORCE term's is).
 
     A solved run is left alone: zero advantages once every episode hits the time limit are
     how a solved policy stays solved.
@@ -45,7 +49,7 @@ def health_warnings(history: Sequence[IterationStats], *, solved: bool) -> list[
     if solved or not history:
         return []
     warnings = []
-    flat = _trailing(history, lambda s: s.grad_norm == 0.0)
+    flat = _flat(history, flat_streak)
     if flat >= min(STREAK, len(history)):
         warnings.append(
             f"the policy gradient was exactly zero in {_span(flat, len(history))}: every "
@@ -62,7 +66,9 @@ def health_warnings(history: Sequence[IterationStats], *, solved: bool) -> list[
     return warnings
 
 
-def run_evidence(config: TrainConfig, history: Sequence[IterationStats]) -> dict[str, Any]:
+def run_evidence(
+    config: TrainConfig, history: Sequence[IterationStats], *, flat_streak: int = 0
+) -> dict[str, Any]:
     """The settings an unsolved run's line weighs, and what its history shows."""
     preset = {
         k: list(v) if isinstance(v, tuple) else v
@@ -81,8 +87,7 @@ def run_evidence(config: TrainConfig, history: Sequence[IterationStats]) -> dict
         "final_entropy": history[-1].entropy if history else None,
         "entropy_collapsed": bool(history)
         and _trailing(history, lambda s: s.entropy < COLLAPSED_ENTROPY) >= streak,
-        "gradient_flat": bool(history)
-        and _trailing(history, lambda s: s.grad_norm == 0.0) >= streak,
+        "gradient_flat": bool(history) and _flat(history, flat_streak) >= streak,
     }
 
 
@@ -173,6 +178,12 @@ def _flag_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _flat(history: Sequence[IterationStats], flat_streak: int) -> int:
+    """Trailing iterations with no learning signal: a zero gradient in the history (runs
+    without an entropy bonus, resumed parts included) or the loop's own count."""
+    return max(_trailing(history, lambda s: s.grad_norm == 0.0), min(flat_streak, len(history)))
 
 
 def _trailing(history: Sequence[IterationStats], test: Any) -> int:
