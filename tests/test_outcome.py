@@ -40,6 +40,12 @@ def test_mountain_car_warns_that_the_gradient_was_zero_all_run(entropy_coef: flo
     )
 
 
+def test_a_collapse_that_makes_returns_equal_is_named_as_the_collapse() -> None:
+    both = [dataclasses.replace(STATS, iteration=i, entropy=0.0, grad_norm=0.0) for i in range(25)]
+    (warning,) = health_warnings(both, solved=False)
+    assert warning.startswith("the policy's entropy stayed below 0.001 in all 25 iterations")
+
+
 def test_collapsed_entropy_and_long_flat_streaks_warn_only_when_unsolved() -> None:
     collapsed = [dataclasses.replace(STATS, iteration=i, entropy=1e-5) for i in range(1, 31)]
     history = [dataclasses.replace(STATS, iteration=0), *collapsed]
@@ -109,22 +115,21 @@ FROZEN_PRESET = {"baseline": "value", "learning_rate": 0.005, "entropy_coef": 0.
     [
         (  # today's lr 0.05 on the user's env: deterministic, no bonus
             unsolved(-0.5, -0.2, 20_000, entropy_collapsed=True, final_entropy=2e-5),
-            "the policy turned deterministic (entropy 2e-05) before it solved. Most likely "
+            "the policy turned almost deterministic (entropy 2e-05) before it solved. Most likely "
             "to help: --learning-rate 0.01 (a fifth of 0.05) with --entropy-coef 0.01.",
         ),
         (  # a bonus already on: a larger one
             unsolved(-0.5, -0.2, 20_000, entropy_collapsed=True, final_entropy=3e-4,
                      learning_rate=0.01, entropy_coef=0.01),
-            "the policy turned deterministic (entropy 0.0003) before it solved. Most likely "
+            "the policy turned almost deterministic (entropy 0.0003) before it solved. Most likely "
             "to help: --learning-rate 0.002 (a fifth of 0.01) with --entropy-coef 0.05.",
         ),
         (  # an env with a preset the run did not use: the preset first
             unsolved(0.08, 0.16, 60_000, env="FrozenLake-v1", entropy_collapsed=True,
                      final_entropy=1e-6, first_batch_mean_return=0.0, preset=FROZEN_PRESET),
-            "the policy turned deterministic (entropy 1e-06) before it solved. Most likely to "
-            "help: FrozenLake-v1's preset (--baseline value, --learning-rate 0.005, "
-            "--entropy-coef 0.01; pgdeploy train applies it unless --no-preset) or "
-            "--learning-rate 0.01 (a fifth of 0.05) with --entropy-coef 0.01.",
+            "the policy turned almost deterministic (entropy 1e-06) before it solved. Most "
+            "likely to help: FrozenLake-v1's preset (--baseline value, --learning-rate 0.005, "
+            "--entropy-coef 0.01; pgdeploy train applies it unless --no-preset).",  # it sets lr
         ),
         (  # peaked, then fell (today's defaults on Reach, seed 0)
             unsolved(0.53, 0.776, 41_000),
@@ -167,11 +172,17 @@ FROZEN_PRESET = {"baseline": "value", "learning_rate": 0.005, "entropy_coef": 0.
             "it levelled off at a best window mean of 0.36 by 30000 env steps. Most likely "
             "to help: --learning-rate 0.002 (a fifth of 0.01).",
         ),
-        (  # equal returns: nothing to learn from, whatever the settings
-            unsolved(-0.5, -0.5, 10_000, gradient_flat=True, entropy_collapsed=True),
+        (  # equal returns from an exploring policy: nothing to learn from (MountainCar)
+            unsolved(-0.5, -0.5, 10_000, gradient_flat=True),
             "every episode of its last batches returned the same, so the gradient was zero. "
             "Most likely to help: a reward shaped to tell episodes apart (a --wrapper), since "
             "REINFORCE learns nothing from equal returns.",
+        ),
+        (  # equal returns because the policy repeats one episode (MiniGrid at lr 0.05)
+            unsolved(0.0, 0.0, 10_000, gradient_flat=True, entropy_collapsed=True,
+                     final_entropy=0.0, first_batch_mean_return=0.4),
+            "the policy turned almost deterministic (entropy 0) before it solved. Most likely "
+            "to help: --learning-rate 0.01 (a fifth of 0.05) with --entropy-coef 0.01.",
         ),
     ],
 )  # fmt: skip
@@ -185,6 +196,32 @@ def test_not_solved_names_what_the_run_shows_and_what_to_change(
     assert "\n" not in line and line.endswith(".") and line.count("Most likely to help") == 1
     changes = re.sub(r"\([^)]*\)", "", line.split("Most likely to help: ")[1])
     assert changes.count(" or ") <= 1  # one or two changes
+
+
+def test_iterations_without_an_update_neither_count_nor_break_a_streak() -> None:
+    """A last iteration cut by the budget before any episode finished has NaN statistics."""
+    nan = float("nan")
+    none = dataclasses.replace(STATS, loss=nan, entropy=nan, grad_norm=nan)
+    collapsed = [dataclasses.replace(STATS, iteration=i, entropy=1e-5) for i in range(1, 21)]
+    (warning,) = health_warnings([STATS, *collapsed, none], solved=False)
+    assert "entropy stayed below 0.001 in the last 20 iterations" in warning
+    evidence = run_evidence(TrainConfig(), [none, *collapsed, none])
+    assert evidence["entropy_collapsed"] and evidence["final_entropy"] == 1e-5
+    assert evidence["first_batch_mean_return"] == STATS.batch_mean_return
+
+
+@pytest.mark.parametrize(
+    "first, last, collapsed",
+    [(1.39, 0.006, True), (1.39, 0.05, False), (0.69, 0.01, True), (0.69, 0.02, False)],
+)
+def test_almost_deterministic_is_judged_against_the_first_entropy(
+    first: float, last: float, collapsed: bool
+) -> None:
+    """Below 2% of the first iteration's entropy (about the uniform policy's) for 20 updates."""
+    history = [dataclasses.replace(STATS, entropy=first)]
+    history += [dataclasses.replace(STATS, iteration=i, entropy=last) for i in range(2, 22)]
+    assert run_evidence(TrainConfig(), history)["entropy_collapsed"] is collapsed
+    assert health_warnings(history, solved=False) == []  # the warning keeps its 1e-3
 
 
 def test_evidence_comes_from_the_config_and_the_history() -> None:

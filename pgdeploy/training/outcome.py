@@ -10,6 +10,7 @@ line is the same when rebuilt from a checkpoint.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,10 @@ from pgdeploy.training.presets import preset_for
 STREAK = 20
 #: Below this entropy (nats) the policy is practically deterministic.
 COLLAPSED_ENTROPY = 1e-3
+#: For the final line, a policy whose entropy stayed below this fraction of its first
+#: iteration's (about the uniform policy's) is close enough to deterministic to say so
+#: (slippery FrozenLake at lr 0.05 ended at 0.006 nats of a uniform 1.39).
+NEAR_DETERMINISTIC = 0.02
 #: Progress is measured from the run's first batch (about what random actions score), 0,
 #: to the threshold, 1. A run whose best window came in the last quarter of its steps was
 #: still improving; one whose final window lies this much progress below its best fell from
@@ -44,24 +49,28 @@ def health_warnings(
     (with an entropy bonus the gradient's norm is not zero, but the REINFORCE term's is).
 
     A solved run is left alone: zero advantages once every episode hits the time limit are
-    how a solved policy stays solved.
+    how a solved policy stays solved. Iterations in which no episode finished (no update,
+    NaN statistics) neither count nor break a streak.
     """
+    history = _updated(history)
     if solved or not history:
         return []
     warnings = []
     flat = _flat(history, flat_streak)
-    if flat >= min(STREAK, len(history)):
-        warnings.append(
-            f"the policy gradient was exactly zero in {_span(flat, len(history))}: every "
-            "episode of each batch had the same return, so REINFORCE had nothing to learn from "
-            "(e.g. MountainCar-v0 never reaches the goal by chance); this run cannot improve"
-        )
     collapsed = _trailing(history, lambda s: s.entropy < COLLAPSED_ENTROPY)
     if collapsed >= min(STREAK, len(history)):
+        # A deterministic policy plays the same episode again and again, so its returns are
+        # equal too: the collapse is the cause, not a reward random actions never reach.
         warnings.append(
             f"the policy's entropy stayed below {COLLAPSED_ENTROPY:g} in "
             f"{_span(collapsed, len(history))}: it acts deterministically without solving; "
             "try a lower learning_rate or an entropy_coef above 0"
+        )
+    elif flat >= min(STREAK, len(history)):
+        warnings.append(
+            f"the policy gradient was exactly zero in {_span(flat, len(history))}: every "
+            "episode of each batch had the same return, so REINFORCE had nothing to learn from "
+            "(e.g. MountainCar-v0 never reaches the goal by chance); this run cannot improve"
         )
     return warnings
 
@@ -70,6 +79,7 @@ def run_evidence(
     config: TrainConfig, history: Sequence[IterationStats], *, flat_streak: int = 0
 ) -> dict[str, Any]:
     """The settings an unsolved run's line weighs, and what its history shows."""
+    history = _updated(history)
     preset = {
         k: list(v) if isinstance(v, tuple) else v
         for k, v in preset_for(config.env_id).items()
@@ -77,6 +87,7 @@ def run_evidence(
     }
     used = config.to_dict()
     streak = min(STREAK, len(history))
+    low = max(COLLAPSED_ENTROPY, NEAR_DETERMINISTIC * history[0].entropy) if history else 0.0
     return {
         "learning_rate": config.learning_rate,
         "entropy_coef": config.entropy_coef,
@@ -86,7 +97,7 @@ def run_evidence(
         "first_batch_mean_return": history[0].batch_mean_return if history else None,
         "final_entropy": history[-1].entropy if history else None,
         "entropy_collapsed": bool(history)
-        and _trailing(history, lambda s: s.entropy < COLLAPSED_ENTROPY) >= streak,
+        and _trailing(history, lambda s: s.entropy < low) >= streak,
         "gradient_flat": bool(history) and _flat(history, flat_streak) >= streak,
     }
 
@@ -119,6 +130,7 @@ def outcome_line(summary: Mapping[str, Any]) -> str:
     if not evidence:
         return f"{line}. {GENERIC_ADVICE}"
     finding, changes = diagnose(summary, evidence)
+    changes = _not_in_preset(changes, evidence["preset"])
     return f"{line}: {finding}. Most likely to help: {' or '.join(changes[:2])}."
 
 
@@ -132,18 +144,18 @@ def diagnose(summary: Mapping[str, Any], evidence: Mapping[str, Any]) -> tuple[s
     best, best_steps = summary.get("best_window_mean_return"), summary.get("best_env_steps")
     final, steps = summary["final_window_mean_return"], summary["env_steps"]
     start, threshold = evidence["first_batch_mean_return"], summary["reward_threshold"]
+    if evidence["entropy_collapsed"]:  # first: it also makes every return equal
+        finding = (
+            f"the policy turned almost deterministic (entropy {evidence['final_entropy']:.1g}) "
+            "before it solved"
+        )
+        return finding, [*preset, f"{lower_lr} with {bonus}"]
     if evidence["gradient_flat"]:
         return (
             "every episode of its last batches returned the same, so the gradient was zero",
             ["a reward shaped to tell episodes apart (a --wrapper), since REINFORCE learns "
              "nothing from equal returns"],
         )  # fmt: skip
-    if evidence["entropy_collapsed"]:
-        finding = (
-            f"the policy turned deterministic (entropy {evidence['final_entropy']:.1g}) "
-            "before it solved"
-        )
-        return finding, [*preset, f"{lower_lr} with {bonus}"]
     if best is None or best_steps is None or start is None or threshold <= start:
         return "its returns stayed below the threshold", [*preset, lower_lr, bonus]
     progress_best = (best - start) / (threshold - start)  # 0 where it began, 1 the threshold
@@ -168,6 +180,12 @@ def diagnose(summary: Mapping[str, Any], evidence: Mapping[str, Any]) -> tuple[s
     return finding, [*preset, *baseline, lower_lr]
 
 
+def _not_in_preset(changes: list[str], preset: Mapping[str, Any]) -> list[str]:
+    """``changes`` less those of a flag the suggested preset already sets."""
+    flags = {f"--{k.replace('_', '-')}" for k in preset}
+    return [c for c in changes if c.split()[0] not in flags]
+
+
 def _preset_change(env_id: str, preset: Mapping[str, Any]) -> str:
     """The values of the env's preset this run did not use."""
     values = ", ".join(f"--{k.replace('_', '-')} {_flag_value(v)}" for k, v in preset.items())
@@ -178,6 +196,11 @@ def _flag_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _updated(history: Sequence[IterationStats]) -> list[IterationStats]:
+    """The iterations that made an update (the others have NaN statistics)."""
+    return [s for s in history if not math.isnan(s.loss)]
 
 
 def _flat(history: Sequence[IterationStats], flat_streak: int) -> int:
