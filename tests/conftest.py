@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pgdeploy.training.config import TrainConfig
+from pgdeploy.training.presets import preset_for
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,11 +54,12 @@ def exported_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with model.pt, model.onnx and model.torchscript.pt (briefly trained CartPole).
 
     A short run keeps the suite fast; parity does not need a good policy, only a real one
-    whose weights are not at their initial values. Trained with the defaults, so
-    observation normalisation is off and its folding into the graph is the identity here:
-    :func:`exported_normalized_model` exercises it.
+    whose weights are not at their initial values. Trained as ``pgdeploy train`` trains
+    CartPole (its preset: lr 0.05, no entropy bonus), so observation normalisation is off
+    and its folding into the graph is the identity here: :func:`exported_normalized_model`
+    exercises it.
     """
-    config = TrainConfig(seed=0, total_timesteps=5_000)
+    config = TrainConfig(seed=0, total_timesteps=5_000, **preset_for("CartPole-v1"))
     return _trained_and_exported(tmp_path_factory, "cartpole", config)
 
 
@@ -68,5 +70,7 @@ def exported_normalized_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Its running mean/variance are far from (0, 1), so the export must fold them into the
     graph's clip bounds and first layer; parity on this model is what checks the folding.
     """
-    config = TrainConfig(seed=0, total_timesteps=5_000, normalize_obs=True)
+    config = TrainConfig(
+        seed=0, total_timesteps=5_000, normalize_obs=True, **preset_for("CartPole-v1")
+    )
     return _trained_and_exported(tmp_path_factory, "cartpole_normalized", config)

@@ -155,9 +155,10 @@ def same_tree(a: Any, b: Any) -> bool:
 
 
 def one_worker_cartpole(cluster: Cluster) -> Facts:
-    """--workers 1 on CartPole to the solved threshold, next to the local collector."""
-    local = train(TrainConfig(seed=0))
-    remote = train(TrainConfig(seed=0, workers=1))
+    """--workers 1 on CartPole to the solved threshold, next to the local collector (with
+    CartPole's preset, as pgdeploy train runs it)."""
+    local = train(resolve_config({"seed": 0}).config)
+    remote = train(resolve_config({"seed": 0, "workers": 1}).config)
     return {
         "local": {k: local.summary[k] for k in ("solved", "steps_to_solve")},
         "workers_1": {k: remote.summary[k] for k in ("solved", "steps_to_solve")},

@@ -16,6 +16,12 @@ with a different observation or action space:
 - ``Drift``: unbounded 6-D Box obs with values up to ~1e5, 3 actions, rewards <= 0.
 - ``ManyActions``: Box (4,) obs, Discrete(12) actions.
 - ``Long``: Guess with episodes of 1,500 steps and no time limit (budgets and carry-over).
+- ``Reach``: a user's own env as issue 23 met it: a point on [-1, 1] moved left, kept or
+  moved right until it is within 0.1 of a target (Box (2,) obs, Discrete(3) actions, 1 for
+  reaching it, -0.01 a step, 50 steps at most); the defaults sweep trains it.
+
+``without_mission`` is the MiniGrid wrapper of docs/envs.md (``--wrapper
+tests.tiny_envs:without_mission``) for the benchmarks.
 The others have spaces pgdeploy refuses (continuous actions, image observations).
 """
 
@@ -197,6 +203,35 @@ class ManyActions(Guess):
         return float(int(action) == min(int((self._obs[0] + 1) * 6), 11))
 
 
+class Reach(gym.Env[np.ndarray, int]):
+    """Move a point along [-1, 1] until it is within 0.1 of the target."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(3)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._pos, self._target = (float(v) for v in self.np_random.uniform(-1, 1, size=2))
+        return self._obs(), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if not self.action_space.contains(int(action)):
+            raise ValueError(f"invalid action {action!r} for {self.action_space}")
+        self._pos = float(np.clip(self._pos + 0.1 * (int(action) - 1), -1.0, 1.0))
+        reached = abs(self._pos - self._target) < 0.1
+        return self._obs(), 1.0 if reached else -0.01, reached, False, {}
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self._pos, self._target], dtype=np.float32)
+
+
+def without_mission(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:
+    """MiniGrid: keep the image and the direction, drop the text mission."""
+    return gym.wrappers.FilterObservation(env, ["image", "direction"])
+
+
 class Continuous(Guess):
     action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)  # type: ignore[assignment]
 
@@ -217,6 +252,7 @@ gym.register("GuessContinuous-v0", entry_point=Continuous)
 gym.register("GuessImage-v0", entry_point=Image)
 gym.register("Varying-v0", entry_point=Varying)
 gym.register("Long-v0", entry_point=Long)
+gym.register("Reach-v0", entry_point=Reach, max_episode_steps=50, reward_threshold=0.8)
 # FrozenLake with slippery ice off (gymnasium's FrozenLake-v1 is slippery by default).
 gym.register(
     "FrozenLakeNoSlip-v1",

@@ -45,7 +45,7 @@ from pgdeploy.training.checkpoint_safety import non_finite_weights
 from pgdeploy.training.collector import Collector, make_collector
 from pgdeploy.training.config import TrainConfig
 from pgdeploy.training.folder import RunFolder
-from pgdeploy.training.outcome import health_warnings
+from pgdeploy.training.outcome import health_warnings, run_evidence
 from pgdeploy.training.policy import SoftmaxPolicy
 from pgdeploy.training.record import TrainingRecord
 from pgdeploy.training.reinforce import ReinforceLearner, UpdateStats
@@ -149,6 +149,7 @@ def _iterate(
                 break
             # 2. Returns: discounted returns-to-go of the finished episodes, minus the baseline.
             advantages = learner.advantages(batch)
+            flat = bool(batch.mask.any()) and not np.any(advantages)
             update = NO_UPDATE
             if batch.mask.any():
                 # 3. Loss: -log pi(a|s) * A - beta * entropy, over the batch's masked steps.
@@ -159,7 +160,7 @@ def _iterate(
                 update = UpdateStats(loss.item(), entropy.item(), grad_norm)
             # 5. Record: counters, the solved window, the history, the best weights.
             stats = record.add(batch, update)
-            run.observe()
+            run.observe(flat=flat)
             for callback in callbacks:
                 callback(stats)
             if run.solved() and config.stop_on_solve:
@@ -260,9 +261,14 @@ class _Run:
     record: TrainingRecord
     best: BestPolicy = field(default_factory=lambda: BestPolicy())
     returns_seen: set[float] = field(default_factory=set)
+    flat_streak: int = 0
+    """Iterations in a row, up to now, whose advantages were all exactly zero (the entropy
+    bonus alone moved the policy: its gradient norm is not zero, the REINFORCE term's is)."""
 
-    def observe(self) -> None:
-        """Keep the best full solve window's weights, and whether returns ever varied."""
+    def observe(self, *, flat: bool = False) -> None:
+        """Keep the best full solve window's weights, whether returns ever varied, and how
+        many iterations in a row had nothing to learn from."""
+        self.flat_streak = self.flat_streak + 1 if flat else 0
         if self.record.window_full:
             self.best.offer(self.record, self.learner.policy)
         if len(self.returns_seen) < 2:
@@ -280,7 +286,7 @@ class _Run:
     def snapshot(self, interrupted: str | None = None, *, diverged: str | None = None) -> _Snapshot:
         """The run as it stands: a checkpoint with the summary and everything a resume needs."""
         state = self.record
-        training = _summary(self.config, state, self.threshold, interrupted)
+        training = _summary(self.config, state, self.threshold, interrupted, self.flat_streak)
         training.update(self.best.summary())
         # How the envs were stepped (pgdeploy.envs.describe_vectorization): "auto" chooses.
         training["vectorization"] = getattr(self.collector, "vectorization", "ray workers")
@@ -289,6 +295,10 @@ class _Run:
             training["stop_reason"] = f"stopped: {diverged}"
         elif not training["solved"] and interrupted is None:
             training["stop_reason"] += _unsolved_hint(self, training)
+        if not training["solved"]:
+            training["evidence"] = run_evidence(
+                self.config, state.history, flat_streak=self.flat_streak
+            )
         checkpoint = Checkpoint(
             config=self.config,
             spec=self.spec,
@@ -326,7 +336,7 @@ class _Run:
 
 
 def _unsolved_hint(run: _Run, training: dict[str, Any]) -> str:
-    """Why an unsolved run ended where it did, and what to try."""
+    """Why an unsolved run ended where it did (what to change is the outcome line's job)."""
     if not run.record.history:
         return ""
     if len(run.returns_seen) == 1:
@@ -345,10 +355,7 @@ def _unsolved_hint(run: _Run, training: dict[str, Any]) -> str:
         if math.isfinite(run.best.mean_return)
         else f"fewer than {run.config.solve_window} episodes finished"
     )
-    return (
-        f" without reaching the reward threshold {run.threshold:g} ({kept}); try a larger "
-        "total_timesteps, or a preset or lower learning_rate"
-    )
+    return f" without reaching the reward threshold {run.threshold:g} ({kept})"
 
 
 #: Written beside ``model.pt``: the weights with the best solve-window mean of the run.
@@ -391,7 +398,11 @@ class BestPolicy:
 
 
 def _summary(
-    config: TrainConfig, state: TrainingRecord, threshold: float | None, interrupted: str | None
+    config: TrainConfig,
+    state: TrainingRecord,
+    threshold: float | None,
+    interrupted: str | None,
+    flat_streak: int = 0,
 ) -> dict[str, Any]:
     window_full = state.window_full
     mean = float(np.mean(state.window)) if state.window else None
@@ -420,7 +431,7 @@ def _summary(
         "env_steps_this_process": state.new_steps,
         "seconds_this_process": round(seconds, 3),
         "steps_per_second": round(state.new_steps / seconds, 1) if seconds > 0 else 0.0,
-        "warnings": health_warnings(state.history, solved=solved),
+        "warnings": health_warnings(state.history, solved=solved, flat_streak=flat_streak),
         "interrupted": interrupted,
         "pgdeploy_version": __version__,
         "torch_version": str(torch.__version__),
