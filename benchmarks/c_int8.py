@@ -58,7 +58,7 @@ def report(model: Path, trust: bool) -> None:
     spec = checkpoint.spec
     policy = checkpoint.build_policy()
     env_id = spec.env_id if trust else None
-    obs = verification_observations(policy, n_random=4096, n_on_policy=4096, seed=0, env_id=env_id)
+    obs = verification_observations(policy, n_random=4096, n_on_policy=4096, seed=0, env=env_id)
     print(f"\n### {spec.env_id} ({model})\n")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,5 @@
 """``pgdeploy``: each command parses, makes one library call, prints the library's report.
-Exit codes: 0 done, 1 a refusal, 2 a bad option, 3 NOT SOLVED under --require-solved, 70 an
-internal error (traceback in a file), 130 Ctrl-C before work, 128+N stopped by signal N."""
+Exit codes: as :func:`main`'s help says (0 done, 1 refused, 2 bad option, 3, 70, 130, 128+N)."""
 
 from __future__ import annotations
 
@@ -139,10 +138,9 @@ def _given(ctx: click.Context, name: str) -> bool:
 @click.option("--atol", default=1e-9, type=ABOVE_0, help="Floor added to the float32 bound.")
 @click.option("--target", type=click.Choice(["onnx", "c"]), default="onnx", help="Format.")
 @click.option("--env", "env_id", help="Env for on-policy checks.  [default: the checkpoint's]")
+@click.option("--wrapper", help="module:callable wrapping that env.  [default: the run's]")
 @click.option("--quantize", type=click.Choice(["float32", "int8", "int8-integer"]), help="C only.")
-@click.option(
-    "--min-agreement", type=click.FloatRange(0, 1), help="int8 C: least greedy agreement."
-)
+@click.option("--min-agreement", type=click.FloatRange(0, 1), help="int8 C: least agreement.")
 @click.option("--vecnormalize", type=PATH, help="SB3 VecNormalize .pkl (read as data).")
 @TRUST
 def export(checkpoint: Path, target: str, **options: Any) -> None:
@@ -151,10 +149,12 @@ def export(checkpoint: Path, target: str, **options: Any) -> None:
     from pgdeploy.importers import foreign_kind
     from pgdeploy.training.checkpoint_file import checkpoint_file
 
-    allow_local_modules(options.get("env_id"))
+    allow_local_modules(options.get("env_id"), options.get("wrapper"))
     if foreign_kind(checkpoint) is not None:
         from pgdeploy.export.imported import export_foreign
 
+        if options["wrapper"] is not None:
+            raise click.UsageError("--wrapper applies to pgdeploy checkpoints (model.pt) only")
         keys = ("out_dir", "vecnormalize", "env_id")
         _render_export(export_foreign(checkpoint, target=target, **{k: options[k] for k in keys}))
         return

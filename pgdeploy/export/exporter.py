@@ -14,9 +14,10 @@ import contextlib
 import hashlib
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -26,6 +27,7 @@ from pgdeploy.export.formats import ExportFiles, _quiet_torch, onnx_bytes, torch
 from pgdeploy.export.reference import GraphFn
 from pgdeploy.export.verify import (
     FormatCheck,
+    checkpoint_env,
     compare,
     plan_verification,
     reference_outputs,
@@ -88,15 +90,18 @@ def export_checkpoint(
     env_id: str | None = None,
     trust_env_module: bool = False,
     progress: Callable[[str], None] | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    wrapper: str | None = None,
 ) -> ExportReport:
     """Write ``model.onnx`` and ``model.torchscript.pt`` beside the checkpoint (or in out_dir).
 
     ``progress`` is called with a short line as each stage starts (the CLI shows them).
 
-    On-policy verification plays ``env_id`` (the user's choice), else the checkpoint's
-    own env when :func:`pgdeploy.envs.env_id_from_file` allows it (``trust_env_module``
-    allows a ``module:EnvId``); otherwise those observations are random ones and the
-    report's ``notices`` says so.
+    On-policy verification plays the env the run recorded (id, keywords, wrapper), with
+    ``env_id``, ``env_kwargs`` and ``wrapper`` (the user's) in place of its parts; a
+    recorded module is imported only when the user confirms it
+    (:func:`pgdeploy.export.verify.plan_verification`); otherwise those observations are
+    random ones and the report's ``notices`` says what to pass.
     """
     check_atol(atol)
     checkpoint = load_exportable(checkpoint_path)
@@ -104,11 +109,13 @@ def export_checkpoint(
     check_writable(folder, [name for _, name, _ in _FORMATS])
     policy = checkpoint.build_policy()
     plan = plan_verification(
-        checkpoint.spec.env_id,
+        checkpoint_env(checkpoint),
         env_id,
         trust_env_module,
         n_random=n_random,
         n_on_policy=n_on_policy,
+        env_kwargs=env_kwargs,
+        wrapper=wrapper,
     )
     say = progress or (lambda line: None)
     say(f"collecting {plan.n_random} random and {plan.n_on_policy} on-policy observations")
@@ -117,7 +124,7 @@ def export_checkpoint(
         n_random=plan.n_random,
         n_on_policy=plan.n_on_policy,
         seed=seed,
-        env_id=plan.env_id,
+        env=plan.env,
     )
     ref = reference_outputs(policy, obs, seed=seed, atol=atol)
     deployable = DeployablePolicy(policy).eval()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from pgdeploy.envs.recipe import EnvRecipe
 from pgdeploy.errors import ExportVerificationError, UnsupportedEnvError
 from pgdeploy.export.reference import GraphFn, TorchAgent
 from pgdeploy.runtime.agent import Agent
@@ -56,13 +58,14 @@ def verification_observations(
     n_random: int,
     n_on_policy: int,
     seed: int,
-    env_id: str | None = None,
+    env: EnvRecipe | str | None = None,
 ) -> npt.NDArray[np.float32]:
     """Raw rows: random ones around the training statistics (categorical values drawn
     uniformly from their ranges), plus ones the policy visits.
 
-    ``env_id`` plays the on-policy episodes; ``None`` takes the checkpoint's own id through
-    :func:`pgdeploy.envs.env_id_from_file` (a ``module:EnvId`` there is refused).
+    ``env`` (a recipe, e.g. a :class:`VerificationPlan`'s, or a bare env id) plays the
+    on-policy episodes; ``None`` takes the checkpoint's own id through
+    :func:`pgdeploy.envs.making.env_id_from_file` (a ``module:EnvId`` there is refused).
     """
     rng = np.random.default_rng(seed)
     spec = policy.spec
@@ -78,7 +81,7 @@ def verification_observations(
     for column, (first, last) in layout.categorical_bounds().items():
         random[:, column] = rng.integers(first, last + 1, size=n_random)
     return np.concatenate(
-        [random.astype(np.float32), on_policy_observations(policy, n_on_policy, seed, env_id)]
+        [random.astype(np.float32), on_policy_observations(policy, n_on_policy, seed, env)]
     )
 
 
@@ -88,127 +91,126 @@ def verification_observations(
 ON_POLICY_ENVS = 16
 
 
-def _vector_on_policy(
-    policy: SoftmaxPolicy, n: int, seed: int, env_id: str | None
+def on_policy_observations(
+    policy: SoftmaxPolicy, n: int, seed: int, env: EnvRecipe | str | None = None
 ) -> npt.NDArray[np.float32]:
-    """:func:`on_policy_observations` for a 1-D Box policy with one Discrete head, from
-    ``ON_POLICY_ENVS`` vectorised envs acting through one batched ``act_batch`` per step.
+    """``n`` raw rows from episodes the policy itself plays (sampled actions) in ``env``
+    (see :func:`verification_observations`), ``ON_POLICY_ENVS`` envs at a time acting
+    through one batched forward pass per step.
 
     An env's final observation is not collected: the vector env resets it on the next
-    step (ignoring that env's action), as the one-env loop does.
+    step (ignoring that env's action).
     """
-    from pgdeploy.envs.making import env_id_from_file, make_vector_env
+    from pgdeploy.envs.making import env_id_from_file
 
     spec = policy.spec
-    resolved = env_id_from_file(spec.env_id, source="the checkpoint", user_env_id=env_id)
+    if n == 0:
+        return np.zeros((0, spec.obs_dim), np.float32)
+    if isinstance(env, EnvRecipe):
+        recipe = env
+    else:
+        recipe = EnvRecipe(env_id_from_file(spec.env_id, source="the checkpoint", user_env_id=env))
     num_envs = min(ON_POLICY_ENVS, n)
     # No worker processes: their start-up would outweigh a few hundred vector steps.
-    envs = make_vector_env(resolved, num_envs, vectorization="native")
-    if envs.single_observation_space.shape != spec.obs_shape:
-        envs.close()
-        raise UnsupportedEnvError(
-            f"env {env_id!r} has observations of shape {envs.single_observation_space.shape}, "
-            f"but the policy expects {spec.obs_shape}; pass the env it was trained on"
-        )
+    envs = recipe.make_vector(num_envs, vectorization="native")
     agent = TorchAgent.from_policy(policy, seed=seed)
+    heads = spec.action_layout
     observations: list[npt.NDArray[np.float32]] = []
     collected = 0
     fresh = np.ones(num_envs, dtype=bool)  # False where obs is an episode's final one
     try:
+        _check_fits(policy, recipe, envs.single_observation_space)
         obs, _ = envs.reset(seed=seed)
         while collected < n:
-            rows = np.asarray(obs, np.float32)[fresh]
+            rows = agent.rows(obs)[fresh]
             observations.append(rows)
             collected += len(rows)
-            actions = np.full(num_envs, spec.action_layout.start[0], np.int64)  # ignored on reset
+            # Actions of envs being reset are ignored; any valid one will do.
+            actions = np.tile(np.asarray(heads.start, np.int64), (num_envs, 1))
             if len(rows):
-                actions[fresh] = agent.act_batch(rows)
-            obs, _, terminated, truncated, _ = envs.step(actions)
+                actions[fresh] = agent.act_rows(rows).reshape(len(rows), -1)
+            step = actions if heads.multi else actions[:, 0]
+            obs, _, terminated, truncated, _ = envs.step(step)
             fresh = ~(np.asarray(terminated) | np.asarray(truncated))
     finally:
         envs.close()
     return np.concatenate(observations)[:n]
 
 
-def on_policy_observations(
-    policy: SoftmaxPolicy, n: int, seed: int, env_id: str | None = None
-) -> npt.NDArray[np.float32]:
-    """``n`` raw rows from episodes the policy itself plays (sampled actions)."""
-    from pgdeploy.envs.making import make_env_from_file
+def _check_fits(policy: SoftmaxPolicy, env: EnvRecipe, space: Any) -> None:
+    """Refuse an env whose observations are not the policy's (another env, or the right
+    one without the keywords or wrapper it was trained with)."""
+    from pgdeploy.envs.making import observation_layout
 
-    if n == 0:
-        return np.zeros((0, policy.spec.obs_dim), np.float32)
-    if policy.spec.obs_layout.plain and policy.spec.action_layout.n_branches == 1:
-        return _vector_on_policy(policy, n, seed, env_id)
-    env = make_env_from_file(policy.spec.env_id, source="the checkpoint", user_env_id=env_id)
-    if policy.spec.obs_layout.plain and env.observation_space.shape != policy.spec.obs_shape:
-        env.close()
+    tree = observation_layout(env.env_id, space)
+    if tree != policy.spec.obs_layout.tree:
         raise UnsupportedEnvError(
-            f"env {env_id!r} has observations of shape {env.observation_space.shape}, but the "
-            f"policy expects {policy.spec.obs_shape}; pass the env it was trained on"
+            f"env {env.describe()} has observations {_shape(tree)}, but the policy expects "
+            f"{_shape(policy.spec.obs_layout.tree)}; pass the env it was trained on (its "
+            "--env, --env-kwargs and --wrapper)"
         )
-    agent = TorchAgent.from_policy(policy, seed=seed)
-    layout = policy.spec.obs_layout
-    observations: list[npt.NDArray[np.float32]] = []
-    steps = 0
-    limit = policy.spec.max_episode_steps or 1000
-    try:
-        obs, _ = env.reset(seed=seed)
-        while len(observations) < n:
-            observations.append(
-                np.asarray(obs, np.float32) if layout.plain else layout.flatten(obs)
-            )
-            obs, _, terminated, truncated, _ = env.step(agent.act(obs))
-            steps += 1
-            if terminated or truncated or steps >= limit:
-                obs, _ = env.reset()
-                steps = 0
-    finally:
-        env.close()
-    return (
-        np.stack(observations) if observations else np.zeros((0, policy.spec.obs_dim), np.float32)
-    )
+
+
+def _shape(tree: dict[str, Any]) -> str:
+    """A layout tree in a few words: ``box (4,)``, ``discrete 16``, ``dict of 2``."""
+    if "shape" in tree:
+        return f"{tree['type']} {tuple(tree['shape'])}"
+    if "n" in tree:
+        return f"discrete {tree['n']}"
+    return f"{tree['type']} of {len(tree['spaces'])}"
 
 
 @dataclass(frozen=True)
 class VerificationPlan:
     """The observations an export is checked on, the same for every target."""
 
-    env_id: str | None
+    env: EnvRecipe | None
     """The env played for the on-policy observations; None: random ones replace them."""
     n_random: int
     n_on_policy: int
     notices: tuple[str, ...] = ()
     """Why the on-policy observations were replaced, when they were."""
 
+    @property
+    def env_id(self) -> str | None:
+        return None if self.env is None else self.env.env_id
+
 
 def plan_verification(
-    file_env_id: str,
+    recorded: EnvRecipe,
     env_id: str | None,
     trust_env_module: bool,
     *,
     n_random: int,
     n_on_policy: int,
+    env_kwargs: Mapping[str, Any] | None = None,
+    wrapper: str | None = None,
 ) -> VerificationPlan:
     """The env for on-policy observations and the counts, or random rows with a notice.
 
-    ``env_id`` (the user's) is used as given; the checkpoint's own id only when
-    :func:`pgdeploy.envs.env_id_from_file` allows it and it can be made, else random
-    observations replace the on-policy ones (the total stays) and the notice says so.
+    ``recorded`` is the env the run trained on (:func:`pgdeploy.envs.recipe.recorded_env`);
+    ``env_id``, ``env_kwargs`` and ``wrapper`` are the user's and replace its parts
+    (:func:`pgdeploy.envs.recipe.run_env`, which also decides what may be imported). When
+    the user named neither an env nor a wrapper and the recorded env may not be imported
+    or cannot be made, random observations replace the on-policy ones (the total stays)
+    and the notice says what to pass; an env the user named that fails is an error.
     """
-    from pgdeploy.envs.making import env_id_from_file, make_env
+    from pgdeploy.envs.recipe import run_env
 
+    typed = env_id is not None or wrapper is not None
     try:
-        chosen = env_id_from_file(
-            file_env_id,
+        chosen = run_env(
+            recorded,
             source="the checkpoint",
-            user_env_id=env_id,
+            env_id=env_id,
+            env_kwargs=env_kwargs,
+            wrapper=wrapper,
             trust_env_module=trust_env_module,
         )
-        if env_id is None:
-            make_env(chosen).close()  # an unregistered id falls back below, not mid-export
+        if not typed:
+            chosen.make().close()  # an unregistered id falls back below, not mid-export
     except UnsupportedEnvError as exc:
-        if env_id is not None:
+        if typed:
             raise
         notice = f"on-policy verification skipped, random observations used instead: {exc}"
         return VerificationPlan(None, n_random + n_on_policy, 0, (notice,))
@@ -386,3 +388,13 @@ def reference_outputs(
         )
     tolerance = probability_tolerance(outputs[0], logit_error_bound(policy, obs), policy.nvec, atol)
     return Reference(obs, uniforms, outputs, tolerance)
+
+
+def checkpoint_env(checkpoint: Any) -> EnvRecipe:
+    """The env a checkpoint's run trained on: its spec's id, its config's keywords and
+    wrapper (:class:`~pgdeploy.training.checkpoint.Checkpoint`)."""
+    from pgdeploy.envs.recipe import recorded_env
+
+    return recorded_env(
+        checkpoint.spec.env_id, checkpoint.config.to_dict(), source="the checkpoint"
+    )

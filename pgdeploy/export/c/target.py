@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ from pgdeploy.export.verify import (
     FormatCheck,
     Reference,
     VerificationPlan,
+    checkpoint_env,
     compare,
     plan_verification,
     reference_outputs,
@@ -157,6 +159,8 @@ def export_c(
     quantize: str = "float32",
     min_agreement: float = DEFAULT_MIN_AGREEMENT,
     episodes: int = 100,
+    env_kwargs: Mapping[str, Any] | None = None,
+    wrapper: str | None = None,
 ) -> CExportReport:
     """Write ``policy.h`` and ``policy.c`` beside the checkpoint (or in ``out_dir``).
 
@@ -179,12 +183,14 @@ def export_c(
     min_agreement = check_min_agreement(min_agreement)
     checkpoint = load_exportable(checkpoint_path)
     policy = checkpoint.build_policy()
-    plan = plan_verification(
-        checkpoint.spec.env_id,
+    plan = plan_verification(  # the run's env, as export_checkpoint plays it
+        checkpoint_env(checkpoint),
         env_id,
         trust_env_module,
         n_random=n_random,
         n_on_policy=n_on_policy,
+        env_kwargs=env_kwargs,
+        wrapper=wrapper,
     )
     folder = output_folder(checkpoint_path, out_dir)
     if quantize != "float32":
@@ -226,7 +232,7 @@ def _export_quantized(
     calibration = None
     if verify or quantize == "int8-integer":
         calibration = verification_observations(
-            policy, n_random=2048, n_on_policy=2048, seed=seed + 1, env_id=plan.env_id
+            policy, n_random=2048, n_on_policy=2048, seed=seed + 1, env=plan.env
         )
     qnet = quantize_network(network, spec, quantize, calibration)
     sources = quantized_sources(spec, qnet)
@@ -276,19 +282,13 @@ def _verify_quantized(
     seed: int,
 ) -> QuantizationCheck:
     """The int8 C's greedy agreement with the float policy (and returns, env permitting)."""
-    from pgdeploy.envs.making import make_env_from_file
-
     obs = verification_observations(
         policy,
         n_random=plan.n_random,
         n_on_policy=plan.n_on_policy,
         seed=seed,
-        env_id=plan.env_id,
+        env=plan.env,
     )
-    env_id = plan.env_id
-
-    def env_factory() -> Any:
-        return make_env_from_file(policy.spec.env_id, source="the checkpoint", user_env_id=env_id)
 
     return verify_quantized(
         staging,
@@ -299,7 +299,7 @@ def _verify_quantized(
         plan.n_random,
         min_agreement=min_agreement,
         episodes=episodes,
-        env_factory=env_factory if env_id is not None else None,
+        env_factory=plan.env.make if plan.env is not None else None,
         seed=seed,
     )
 
@@ -328,7 +328,7 @@ def export_policy_c(
             n_random=plan.n_random,
             n_on_policy=plan.n_on_policy,
             seed=seed,
-            env_id=plan.env_id,
+            env=plan.env,
         )
         reference = reference_outputs(policy, obs, seed=seed, atol=atol)
     report = write_verified_c(
