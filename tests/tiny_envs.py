@@ -16,6 +16,9 @@ with a different observation or action space:
 - ``Drift``: unbounded 6-D Box obs with values up to ~1e5, 3 actions, rewards <= 0.
 - ``ManyActions``: Box (4,) obs, Discrete(12) actions.
 - ``Long``: Guess with episodes of 1,500 steps and no time limit (budgets and carry-over).
+- ``WideGuess``: Guess with ``width`` observation columns, an env keyword (default 2).
+- ``Mission``: Guess whose observation is Dict(pos Box(2,), mission Text): trainable only
+  with a wrapper that drops the text (``pgdeploy.envs.wrappers:without_text``).
 The others have spaces pgdeploy refuses (continuous actions, image observations).
 """
 
@@ -197,6 +200,35 @@ class ManyActions(Guess):
         return float(int(action) == min(int((self._obs[0] + 1) * 6), 11))
 
 
+class WideGuess(Guess):
+    """Guess with ``width`` observation columns; the first one's sign pays."""
+
+    def __init__(self, width: int = 2) -> None:
+        self.width = width
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, shape=(width,), dtype=np.float32)
+
+    def _observe(self) -> np.ndarray:
+        return self.np_random.uniform(-1, 1, size=self.width).astype(np.float32)
+
+
+class Mission(Guess):
+    """Guess with a text member beside the numbers, as MiniGrid's mission."""
+
+    observation_space = gym.spaces.Dict(  # type: ignore[assignment]
+        {
+            "pos": gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
+            "mission": gym.spaces.Text(8),
+        }
+    )
+
+    def _observe(self) -> dict[str, Any]:
+        pos = self.np_random.uniform(-1, 1, size=2).astype(np.float32)
+        return {"pos": pos, "mission": "guess"}
+
+    def _reward(self, action: Any) -> float:
+        return float(int(action) == int(self._obs["pos"][0] > 0))
+
+
 class Continuous(Guess):
     action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)  # type: ignore[assignment]
 
@@ -225,3 +257,5 @@ gym.register(
     max_episode_steps=100,
     reward_threshold=0.7,
 )
+gym.register("WideGuess-v0", entry_point=WideGuess, reward_threshold=7.0)
+gym.register("Mission-v0", entry_point=Mission, reward_threshold=7.0)
