@@ -18,7 +18,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,dev,video,ray]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,dev,video,ray,test-envs]'
 	touch $@
 
 demo: install

@@ -139,6 +139,7 @@ def _given(ctx: click.Context, name: str) -> bool:
 @click.option("--atol", default=1e-9, type=ABOVE_0, help="Floor added to the float32 bound.")
 @click.option("--target", type=click.Choice(["onnx", "c"]), default="onnx", help="Format.")
 @click.option("--env", "env_id", help="Env for on-policy checks.  [default: the checkpoint's]")
+@click.option("--wrapper", help="module:callable wrapping that env.  [default: the run's]")
 @click.option("--quantize", type=click.Choice(["float32", "int8", "int8-integer"]), help="C only.")
 @click.option(
     "--min-agreement", type=click.FloatRange(0, 1), help="int8 C: least greedy agreement."
@@ -151,7 +152,7 @@ def export(checkpoint: Path, target: str, **options: Any) -> None:
     from pgdeploy.export.command import export_file
     from pgdeploy.export.progress import ExportProgress
 
-    allow_local_modules(options.get("env_id"))
+    allow_local_modules(options.get("env_id"), options.get("wrapper"))
     options = {k: v for k, v in options.items() if v is not None}
     if target != "c" and {"quantize", "min_agreement"} & set(options):
         raise click.UsageError("--quantize and --min-agreement need --target c")

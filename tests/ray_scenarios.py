@@ -197,6 +197,20 @@ def cli_joins_cluster(cluster: Cluster) -> Facts:
     }
 
 
+def env_recipe(cluster: Cluster) -> Facts:
+    """Workers make the run's env with its keywords and wrapper: WideGuess with 3 columns
+    (2 without the keyword: the policy's input would not fit) and Mission without its text
+    (unsupported without the wrapper)."""
+    wide = guess_config(env_id="tests.tiny_envs:WideGuess-v0", env_kwargs={"width": 3})
+    mission = guess_config(
+        env_id="tests.tiny_envs:Mission-v0", wrapper="pgdeploy.envs.wrappers:without_text"
+    )
+    return {
+        name: {k: train(config).summary[k] for k in ("solved", "env_steps")}
+        for name, config in (("wide", wide), ("mission", mission))
+    }
+
+
 def no_worker_left(cluster: Cluster) -> Facts:
     """Workers that only one node can host; that node goes: a clear error, in bounded time."""
     node = cluster.add_node(num_cpus=2, resources={"doomed": 1}, object_store_memory=100 * 2**20)
@@ -254,6 +268,7 @@ SCENARIOS: list[tuple[str, Callable[[Cluster], Facts]]] = [
     ("one_worker_cartpole", one_worker_cartpole),
     ("resume", resume),
     ("cli_joins_cluster", cli_joins_cluster),
+    ("env_recipe", env_recipe),
     ("no_worker_left", no_worker_left),
     ("kill_node", kill_node),  # last: the cluster has one node afterwards
 ]

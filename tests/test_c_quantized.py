@@ -224,6 +224,19 @@ def test_int8_cortex_m4_flash_is_at_most_40_percent_of_float32(tmp_path: Path) -
     assert "__aeabi_fmul" in m0.soft_float_calls  # FPU-less: float is library calls
 
 
+@needs_cc
+@pytest.mark.parametrize("target", ["host", "cortex-m4f"])
+def test_footprint_of_a_relative_out_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    """``--out-dir runs/x`` is relative to the user's folder, not the compiler's."""
+    if shutil.which(TARGETS[target][0]) is None and target != "host":
+        pytest.skip(f"{TARGETS[target][0]} is not installed")
+    export_c(SHIPPED, tmp_path / "out", verify=False)
+    monkeypatch.chdir(tmp_path)
+    assert measure(Path("out/policy.c"), target).flash > 0
+
+
 def _shipped_spec() -> PolicySpec:
     from pgdeploy.training.checkpoint import load_checkpoint
 

@@ -66,58 +66,84 @@ def test_env_kwargs_parse_as_json_or_key_value_and_round_trip() -> None:
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
+def play_recipe(folder: Path, marker: str, *budget: str) -> dict[str, str]:
+    """Run the docs' five commands for ``marker`` (train, export, export --target c, run,
+    bench) as written, ``budget`` flags added to train; each command's stdout by name."""
+    commands = doc_commands(marker)
+    assert [c[0] for c in commands] == ["train", "export", "export", "run", "bench"]
+    assert commands[2][-2:] == ["--target", "c"]
+    train, export, export_c, run, bench = commands
+    out = {"train": pgdeploy(folder, *train, *budget, "-q").stdout}
+    out["export"] = pgdeploy(folder, *export).stdout
+    # the run's env as recorded (keywords, wrapper) played for the on-policy observations
+    assert "(4096 random, 4096 on-policy)" in out["export"], out["export"]
+    if shutil.which("cc"):
+        out["c"] = pgdeploy(folder, *export_c).stdout
+        assert "compiled with" in out["c"] and "4096 on-policy" in out["c"], out["c"]
+    out["run"] = pgdeploy(folder, *run, "--episodes", "3").stdout
+    assert "mean return" in out["run"], out["run"]
+    out["bench"] = pgdeploy(folder, *bench, "--calls", "50", "--batch-sizes", "4").stdout
+    assert "act: p50" in out["bench"], out["bench"]
+    return out
+
+
 @pytest.mark.slow
 def test_the_users_own_env_from_the_command_line(tmp_path: Path) -> None:
     (tmp_path / "reach_env.py").write_text(doc_file("# reach_env.py"))
-    commands = doc_commands("reach_env:Reach1D-v0")
-    assert [c[0] for c in commands] == ["train", "export", "export", "run", "bench"]
-    train, export, export_c, run, bench = commands
-    pgdeploy(tmp_path, *train, "--total-timesteps", "2000", "-q")
+    out = play_recipe(tmp_path, "reach_env:Reach1D-v0")  # trained as written: it solves
+    assert "SOLVED" in out["train"], out["train"]
     config = json.loads((tmp_path / "runs/reach/config.json").read_text())
     assert config["env_id"] == "reach_env:Reach1D-v0"
     assert config["env_kwargs"] == {"step_size": 0.2}
-    assert "verified on" in pgdeploy(tmp_path, *export).stdout
-    if shutil.which("cc"):
-        assert "compiled with" in pgdeploy(tmp_path, *export_c).stdout
-    assert "mean return" in pgdeploy(tmp_path, *run, "--episodes", "3").stdout
-    assert "act: p50" in pgdeploy(tmp_path, *bench, "--calls", "50", "--batch-sizes", "4").stdout
     # an env id from the file alone is never imported: say what is needed, in one line
     refused = pgdeploy(tmp_path, "run", "runs/reach/model.onnx", ok=False)
     assert refused.returncode == 1
     assert "--env reach_env:Reach1D-v0" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+    notice = pgdeploy(tmp_path, "export", "runs/reach/model.pt").stderr
+    assert "random observations used instead" in notice and "--env reach_env:Reach1D-v0" in notice
 
 
 @pytest.mark.slow
-def test_a_recorded_wrapper_runs_only_when_confirmed(tmp_path: Path) -> None:
+def test_a_recorded_wrapper_runs_once_its_module_is_confirmed(tmp_path: Path) -> None:
+    """A wrapper from the env's own module is confirmed by --env; one from another module
+    needs --wrapper again (export falls back to random rows and says so, run refuses)."""
     (tmp_path / "reach_env.py").write_text(doc_file("# reach_env.py"))
-    env, wrapper = ["--env", "reach_env:Reach1D-v0"], ["--wrapper", "reach_env:short_episodes"]
-    pgdeploy(tmp_path, "train", *env, *wrapper, "--total-timesteps", "500", "--out", "r", "-q")
-    assert json.loads((tmp_path / "r/config.json").read_text())["wrapper"] == wrapper[1]
-    pgdeploy(tmp_path, "export", "r/model.pt", *env)
-    refused = pgdeploy(tmp_path, "run", "r/model.onnx", *env, ok=False)
-    assert refused.returncode == 1 and "pass --wrapper reach_env:short_episodes" in refused.stderr
-    assert "mean return" in pgdeploy(tmp_path, "run", "r/model.onnx", *env, *wrapper).stdout
+    (tmp_path / "cut.py").write_text(
+        "import gymnasium as gym\n\n\ndef short(env):\n"
+        "    return gym.wrappers.TimeLimit(env, max_episode_steps=7)\n"
+    )
+    env = ["--env", "reach_env:Reach1D-v0"]
+    same, other = ["--wrapper", "reach_env:short_episodes"], ["--wrapper", "cut:short"]
+    for folder, wrapper in (("same", same), ("other", other)):
+        pgdeploy(tmp_path, "train", *env, *wrapper, "--total-timesteps", "500", "--out", folder)
+        assert json.loads((tmp_path / folder / "config.json").read_text())["wrapper"] == wrapper[1]
+    assert "4096 on-policy" in pgdeploy(tmp_path, "export", "same/model.pt", *env).stdout
+    assert "mean return" in pgdeploy(tmp_path, "run", "same/model.onnx", *env).stdout
+    refused = pgdeploy(tmp_path, "export", "other/model.pt", *env, ok=False)
+    assert "pass --wrapper cut:short to confirm it" in refused.stderr
+    assert "4096 on-policy" in pgdeploy(tmp_path, "export", "other/model.pt", *env, *other).stdout
+    refused = pgdeploy(tmp_path, "run", "other/model.onnx", *env, ok=False)
+    assert refused.returncode == 1 and "pass --wrapper cut:short" in refused.stderr
+    played = pgdeploy(tmp_path, "run", "other/model.onnx", *env, *other).stdout
+    assert "(7 steps)" in played or "return 1 (" in played  # cut at 7 steps unless reached
 
 
 @pytest.mark.slow
 def test_minigrid_recipe(tmp_path: Path) -> None:
     pytest.importorskip("minigrid", reason='MiniGrid recipe: pip install ".[test-envs]"')
-    (tmp_path / "grid_wrappers.py").write_text(doc_file("# grid_wrappers.py"))
-    (line,) = [c for c in doc_commands("MiniGrid-Empty") if "MiniGrid-Empty-5x5-v0" in c]
-    pgdeploy(tmp_path, *line, "--total-timesteps", "3000", "-q")
-    pgdeploy(tmp_path, "export", "runs/grid/model.pt", "--env", "MiniGrid-Empty-5x5-v0")
-    wrap = ["--wrapper", "grid_wrappers:without_mission"]
-    assert "mean return" in pgdeploy(tmp_path, "run", "runs/grid/model.onnx", *wrap).stdout
+    out = play_recipe(tmp_path, "minigrid:MiniGrid-Empty-5x5-v0")  # as written: it solves
+    assert "SOLVED" in out["train"], out["train"]
+    config = json.loads((tmp_path / "runs/grid/config.json").read_text())
+    assert config["wrapper"] == "pgdeploy.envs.wrappers:without_text"
 
 
 @pytest.mark.slow
 def test_ale_ram_recipe(tmp_path: Path) -> None:
     pytest.importorskip("ale_py", reason='ALE RAM recipe: pip install ".[test-envs]"')
-    (line,) = [c for c in doc_commands("MiniGrid-Empty") if "ALE/Breakout-v5" in c]
-    pgdeploy(tmp_path, *line, "--total-timesteps", "2000", "-q")
-    assert json.loads((tmp_path / "runs/breakout/config.json").read_text())["env_kwargs"] == {
-        "obs_type": "ram"
-    }
-    pgdeploy(tmp_path, "export", "runs/breakout/model.pt")
-    assert "mean return" in pgdeploy(tmp_path, "run", "runs/breakout/model.onnx").stdout
+    out = play_recipe(tmp_path, "ale_py:ALE/Breakout-v5", "--total-timesteps", "3000")
+    assert "budget of 3000 env steps spent after" in out["train"]
+    config = json.loads((tmp_path / "runs/breakout/config.json").read_text())
+    assert config["env_kwargs"] == {"obs_type": "ram"}
+    # normalised RAM bytes: the policy presses FIRE, so no episode runs to ALE's 27,000 steps
+    assert "(27000 steps)" not in out["run"], out["run"]

@@ -328,6 +328,13 @@ def test_resume_with_and_without_workers(facts: dict[str, Any]) -> None:
 
 @pytest.mark.ray
 @pytest.mark.slow
+def test_workers_make_the_env_with_its_keywords_and_wrapper(facts: dict[str, Any]) -> None:
+    result = scenario(facts, "env_recipe")
+    assert result["wide"]["solved"] and result["mission"]["solved"]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
 def test_cli_joins_an_existing_cluster(facts: dict[str, Any]) -> None:
     result = scenario(facts, "cli_joins_cluster")
     assert result["returncode"] == 0, result["stderr"]

@@ -20,9 +20,12 @@ with a different observation or action space:
   moved right until it is within 0.1 of a target (Box (2,) obs, Discrete(3) actions, 1 for
   reaching it, -0.01 a step, 50 steps at most); the defaults sweep trains it.
 
-``without_mission`` is the MiniGrid wrapper of docs/envs.md (``--wrapper
-tests.tiny_envs:without_mission``) for the benchmarks.
-The others have spaces pgdeploy refuses (continuous actions, image observations).
+- ``WideGuess``: Guess with ``width`` observation columns, an env keyword (default 2).
+- ``Mission``: Guess whose observation is Dict(pos Box(2,), mission Text): trainable only
+  with a wrapper that drops the text (``pgdeploy.envs.wrappers:without_text``).
+
+``without_mission`` is a MiniGrid wrapper (``--wrapper tests.tiny_envs:without_mission``)
+for the benchmarks. The others have spaces pgdeploy refuses (continuous actions, image observations).
 """
 
 from __future__ import annotations
@@ -232,6 +235,35 @@ def without_mission(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:
     return gym.wrappers.FilterObservation(env, ["image", "direction"])
 
 
+class WideGuess(Guess):
+    """Guess with ``width`` observation columns; the first one's sign pays."""
+
+    def __init__(self, width: int = 2) -> None:
+        self.width = width
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, shape=(width,), dtype=np.float32)
+
+    def _observe(self) -> np.ndarray:
+        return self.np_random.uniform(-1, 1, size=self.width).astype(np.float32)
+
+
+class Mission(Guess):
+    """Guess with a text member beside the numbers, as MiniGrid's mission."""
+
+    observation_space = gym.spaces.Dict(  # type: ignore[assignment]
+        {
+            "pos": gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
+            "mission": gym.spaces.Text(8),
+        }
+    )
+
+    def _observe(self) -> dict[str, Any]:
+        pos = self.np_random.uniform(-1, 1, size=2).astype(np.float32)
+        return {"pos": pos, "mission": "guess"}
+
+    def _reward(self, action: Any) -> float:
+        return float(int(action) == int(self._obs["pos"][0] > 0))
+
+
 class Continuous(Guess):
     action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)  # type: ignore[assignment]
 
@@ -261,3 +293,5 @@ gym.register(
     max_episode_steps=100,
     reward_threshold=0.7,
 )
+gym.register("WideGuess-v0", entry_point=WideGuess, reward_threshold=7.0)
+gym.register("Mission-v0", entry_point=Mission, reward_threshold=7.0)

@@ -130,8 +130,10 @@ def make_vector_env(
     kwargs = dict(env_kwargs or {})
     if vectorization == "auto":
         vectorization = choose_vectorization(env_id, num_envs, env_kwargs=kwargs, wrapper=wrapper)
-    if vectorization == "native" and wrapper:
-        vectorization = "sync"  # a wrapper wraps single envs; native vector envs have none
+    if vectorization == "native" and (wrapper or kwargs):
+        # A wrapper wraps single envs, and a native vector env's keywords are its own (ALE's
+        # AtariVectorEnv takes no obs_type): both go to envs made one by one.
+        vectorization = "sync"
     try:
         if vectorization == "subprocess":
             from pgdeploy.envs.worker_vector_env import WorkerVectorEnv
@@ -173,7 +175,7 @@ def choose_vectorization(
     ``SUBPROCESS_MIN_SPEEDUP``. ``c`` is measured on one env, a few milliseconds at most.
     """
     spec = _registered(env_id)
-    if spec is not None and spec.vector_entry_point is not None and not wrapper:
+    if spec is not None and spec.vector_entry_point is not None and not (wrapper or env_kwargs):
         return "native"
     processes = _processes(num_envs)
     if processes < 2:
@@ -321,9 +323,8 @@ def observation_layout(env_id: str, space: gym.Space[Any]) -> dict[str, Any]:
         return {"type": "tuple", "spaces": [observation_layout(env_id, v) for v in space.spaces]}
     if isinstance(space, spaces.Text) or type(space).__name__ == "MissionSpace":  # strings
         hint = (
-            "text cannot be encoded for an MLP; drop it with "
-            "gymnasium.wrappers.FilterObservation(env, [the other keys]) in a function you "
-            "pass as --wrapper module:function (docs/envs.md, MiniGrid)"
+            "text cannot be encoded for an MLP; drop it with --wrapper "
+            "pgdeploy.envs.wrappers:without_text (Dict observations; docs/envs.md, MiniGrid)"
         )
     else:
         hint = "wrap the env so it returns one of these, and pass it as --wrapper module:function"

@@ -61,16 +61,17 @@ def play_model(
 ) -> PlayOutcome:
     """Load ``model`` (ONNX) with the runtime agent and play ``episodes`` episodes.
 
-    ``env_id`` defaults to the env the model was trained on, with the env keywords
-    recorded at training (``env_kwargs`` replaces them). A different ``env_id`` is refused
-    unless ``allow_env_mismatch``; an env whose spaces differ from the model's always is.
-    The model's env id and wrapper are data: a ``module:`` there is imported only when
-    the caller names it (``env_id``, ``wrapper``) or sets ``trust_env_module``
-    (:func:`pgdeploy.envs.making.env_id_from_file`). ``out_of_bounds``: ``raise`` refuses an
-    observation outside the model's space, ``clip`` clips it in. ``on_episode(index,
+    ``env_id`` defaults to the env the model was trained on, with the env keywords and
+    wrapper recorded at training (``env_kwargs``, ``wrapper`` replace them). A different
+    ``env_id`` is refused unless ``allow_env_mismatch``; an env whose spaces differ from
+    the model's always is. The model's env id and wrapper are data: a ``module:`` there
+    is imported only when the caller confirms it (:func:`pgdeploy.envs.recipe.run_env`).
+    ``out_of_bounds``: ``raise`` refuses an observation outside the model's space, ``clip``
+    clips it in. ``on_episode(index,
     result)`` runs as each episode ends. Everything is checked before the first step.
     """
-    from pgdeploy.envs.making import env_id_from_file, make_play_env, policy_spec
+    from pgdeploy.envs.making import make_play_env
+    from pgdeploy.envs.recipe import recorded_env, run_env, same_env
     from pgdeploy.runtime import Agent, play
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
@@ -90,60 +91,40 @@ def play_model(
     if video_dir is not None:
         _check_video_dir(Path(video_dir))
     spec, source = agent.spec, ascii(str(model))
-    recorded = _recorded_env(agent.model.metadata.training, source)
-    if env_id is not None and _name(env_id) != _name(spec.env_id) and not allow_env_mismatch:
+    training = agent.model.metadata.training
+    config = training.get("config") if isinstance(training, Mapping) else None
+    recorded = recorded_env(spec.env_id, config, source=source)
+    if env_id is not None and not same_env(env_id, spec.env_id) and not allow_env_mismatch:
         raise UnsupportedEnvError(
             f"{source} was trained on {spec.env_id}, not {env_id!a}; pass --allow-env-mismatch "
             "(allow_env_mismatch=True) to play it there anyway"
         )
-    chosen = env_id_from_file(
-        spec.env_id, source=source, user_env_id=env_id, trust_env_module=trust_env_module
+    chosen = run_env(
+        recorded,
+        source=source,
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        wrapper=wrapper,
+        trust_env_module=trust_env_module,
     )
-    kwargs = dict(env_kwargs if env_kwargs is not None else recorded["env_kwargs"])
-    wrap = _chosen_wrapper(recorded["wrapper"], wrapper, source, trust_env_module)
-    played = policy_spec(chosen, env_kwargs=kwargs, wrapper=wrap)
+    played = chosen.policy_spec()
     if (played.obs_layout.tree, played.action_layout) != (spec.obs_layout.tree, spec.action_layout):
         raise UnsupportedEnvError(
-            f"{source} expects {spec.env_id}'s spaces (obs {_space(spec)}), but {chosen} has "
-            f"obs {_space(played)}; play it on an env with the same spaces"
+            f"{source} expects {spec.env_id}'s spaces (obs {_space(spec)}), but "
+            f"{chosen.describe()} has obs {_space(played)}; play it on an env with the same spaces"
         )
     env: Any = make_play_env(
-        chosen, render=render, video_dir=video_dir, env_kwargs=kwargs, wrapper=wrap
+        chosen.env_id,
+        render=render,
+        video_dir=video_dir,
+        env_kwargs=chosen.env_kwargs,
+        wrapper=chosen.wrapper,
     )
     try:
         report = play(agent, env, episodes=episodes, seed=seed, on_episode=on_episode)
     finally:
         env.close()
-    return PlayOutcome(report, chosen, Path(video_dir) if video_dir is not None else None)
-
-
-def _recorded_env(training: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """The env keywords and wrapper the model was trained with (from its metadata)."""
-    from pgdeploy.spec import WRAPPER_PATTERN, check_env_kwargs
-
-    config = training.get("config") if isinstance(training, Mapping) else None
-    config = config if isinstance(config, Mapping) else {}
-    wrapper = config.get("wrapper", "")
-    if not isinstance(wrapper, str) or (wrapper and not WRAPPER_PATTERN.fullmatch(wrapper)):
-        raise UnsupportedEnvError(f"{source} records a wrapper that is not module:callable")
-    return {"env_kwargs": check_env_kwargs(config.get("env_kwargs", {})), "wrapper": wrapper}
-
-
-def _chosen_wrapper(recorded: str, typed: str | None, source: str, trusted: bool) -> str:
-    """The user's ``--wrapper`` if given; the recorded one only when trusted, else refused."""
-    if typed is not None:
-        return typed
-    if recorded and not trusted:
-        raise UnsupportedEnvError(
-            f"{source} was trained with wrapper {recorded}, which would import that module; "
-            f"pass --wrapper {recorded} to confirm it (or --wrapper '' to play without it)"
-        )
-    return recorded
-
-
-def _name(env_id: str) -> str:
-    """The registered name, without the ``module:`` that only says where it is defined."""
-    return env_id.rsplit(":", 1)[-1]
+    return PlayOutcome(report, chosen.env_id, Path(video_dir) if video_dir is not None else None)
 
 
 def _space(spec: Any) -> str:

@@ -32,6 +32,13 @@ def export_file(
     if foreign_kind(path) is not None:
         from pgdeploy.export import export_foreign
 
+        if options.get("wrapper") is not None:
+            raise InvalidArgumentError(
+                "--wrapper applies to pgdeploy checkpoints (model.pt) only; name the env of "
+                "an imported policy with --env"
+            )
+        options.pop("wrapper", None)
+
         return export_foreign(
             path, target=target, vecnormalize=vecnormalize, progress=progress, **options
         )

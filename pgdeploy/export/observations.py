@@ -8,9 +8,9 @@ seeded), where its env can be made.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +18,9 @@ import numpy.typing as npt
 from pgdeploy.errors import UnsupportedEnvError
 from pgdeploy.runtime.sampling import inverse_cdf
 from pgdeploy.spec import PolicySpec
+
+if TYPE_CHECKING:
+    from pgdeploy.envs.recipe import EnvRecipe
 
 #: raw rows (n, obs_dim) float32 -> probabilities (n, n_actions), every head's
 ProbsFn = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
@@ -30,39 +33,54 @@ ON_POLICY_ENVS = 16
 class VerificationPlan:
     """The observations an export is checked on, the same for every target."""
 
-    env_id: str | None
+    env: EnvRecipe | None
     """The env played for the on-policy observations; None: random ones replace them."""
     n_random: int
     n_on_policy: int
     notices: tuple[str, ...] = ()
     """Why the on-policy observations were replaced, when they were."""
 
+    @property
+    def env_id(self) -> str | None:
+        return None if self.env is None else self.env.env_id
+
 
 def plan_verification(
-    file_env_id: str,
+    recorded: EnvRecipe,
     env_id: str | None,
     trust_env_module: bool,
     *,
     n_random: int,
     n_on_policy: int,
+    env_kwargs: Mapping[str, Any] | None = None,
+    wrapper: str | None = None,
     source: str = "the checkpoint",
 ) -> VerificationPlan:
     """The env for on-policy observations and the counts, or random rows with a notice.
 
-    ``env_id`` (the user's) is used as given; the file's own id only when
-    :func:`pgdeploy.envs.env_id_from_file` allows it and it can be made, else random
-    observations replace the on-policy ones (the total stays) and the notice says so.
+    ``recorded`` is the env the run trained on (:func:`pgdeploy.envs.recipe.recorded_env`);
+    ``env_id``, ``env_kwargs`` and ``wrapper`` are the user's and replace its parts
+    (:func:`pgdeploy.envs.recipe.run_env`, which also decides what may be imported). When
+    the user named neither an env nor a wrapper and the recorded env may not be imported
+    or cannot be made, random observations replace the on-policy ones (the total stays)
+    and the notice says what to pass; an env the user named that fails is an error.
     """
-    from pgdeploy.envs.making import env_id_from_file, make_env
+    from pgdeploy.envs.recipe import run_env
 
+    typed = env_id is not None or wrapper is not None
     try:
-        chosen = env_id_from_file(
-            file_env_id, source=source, user_env_id=env_id, trust_env_module=trust_env_module
+        chosen = run_env(
+            recorded,
+            source=source,
+            env_id=env_id,
+            env_kwargs=env_kwargs,
+            wrapper=wrapper,
+            trust_env_module=trust_env_module,
         )
-        if env_id is None:
-            make_env(chosen).close()  # an unregistered id falls back below, not mid-export
+        if not typed:
+            chosen.make().close()  # an unregistered id falls back below, not mid-export
     except UnsupportedEnvError as exc:
-        if env_id is not None:
+        if typed:
             raise
         return random_only(n_random, n_on_policy, f"{exc}")
     return VerificationPlan(chosen, n_random, n_on_policy)
@@ -100,9 +118,9 @@ def random_rows(
 
 
 def on_policy_rows(
-    spec: PolicySpec, env_id: str, probs: ProbsFn, n: int, seed: int
+    spec: PolicySpec, env: EnvRecipe | str, probs: ProbsFn, n: int, seed: int
 ) -> npt.NDArray[np.float32]:
-    """``n`` raw rows from episodes ``probs`` plays in ``env_id`` (sampled actions, seeded).
+    """``n`` raw rows from episodes ``probs`` plays in ``env`` (sampled actions, seeded).
 
     ``ON_POLICY_ENVS`` envs step in lockstep, env ``i`` reset with ``seed + i``; an episode
     ends at termination, truncation or the spec's step limit (1000 without one). The env's
@@ -110,14 +128,17 @@ def on_policy_rows(
     """
     if n == 0:
         return np.zeros((0, spec.obs_dim), np.float32)
-    envs = _envs(spec, env_id, min(ON_POLICY_ENVS, n))
+    from pgdeploy.envs.recipe import EnvRecipe
+
+    recipe = env if isinstance(env, EnvRecipe) else EnvRecipe(env)
+    envs = _envs(spec, recipe, min(ON_POLICY_ENVS, n))
     layout, nvec = spec.obs_layout, spec.action_layout.nvec
     start = spec.action_layout.start
     rng = np.random.default_rng(seed)
     limit = spec.max_episode_steps or 1000
     rows: list[npt.NDArray[np.float32]] = []
     try:
-        current = [env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]
+        current = [one.reset(seed=seed + i)[0] for i, one in enumerate(envs)]
         steps = [0] * len(envs)
         while len(rows) < n:
             batch = np.stack([layout.flatten(obs) for obs in current])
@@ -129,32 +150,46 @@ def on_policy_rows(
                 chunk = p[:, offset : offset + size]
                 heads.append(inverse_cdf(chunk, uniforms[:, index]) + start[index])
                 offset += size
-            for i, env in enumerate(envs):
+            for i, one in enumerate(envs):
                 action: Any = np.asarray([h[i] for h in heads]) if len(nvec) > 1 else heads[0][i]
-                obs, _, terminated, truncated, _ = env.step(action)
+                obs, _, terminated, truncated, _ = one.step(action)
                 steps[i] += 1
                 if terminated or truncated or steps[i] >= limit:
-                    obs, steps[i] = env.reset()[0], 0
+                    obs, steps[i] = one.reset()[0], 0
                 current[i] = obs
     finally:
-        for env in envs:
-            env.close()
+        for one in envs:
+            one.close()
     return np.stack(rows[:n]).astype(np.float32)
 
 
-def _envs(spec: PolicySpec, env_id: str, count: int) -> list[Any]:
-    """``count`` envs of ``env_id``, refused unless their spaces are the policy's."""
-    from pgdeploy.envs.making import action_layout, make_env, observation_layout
+def _envs(spec: PolicySpec, recipe: EnvRecipe, count: int) -> list[Any]:
+    """``count`` envs of ``recipe``, refused unless their spaces are the policy's."""
+    from pgdeploy.envs.making import action_layout, observation_layout
 
-    envs = [make_env(env_id) for _ in range(count)]
+    env_id = recipe.env_id
+    envs = [recipe.make() for _ in range(count)]
     tree = observation_layout(env_id, envs[0].observation_space)
     actions = action_layout(env_id, envs[0].action_space)
     if tree != spec.obs_layout.tree or actions.nvec != spec.action_layout.nvec:
-        for env in envs:
-            env.close()
+        for one in envs:
+            one.close()
+        got, wanted = (
+            (f"observations {_shape(tree)}", _shape(spec.obs_layout.tree))
+            if tree != spec.obs_layout.tree
+            else (f"actions {list(actions.nvec)}", f"actions {list(spec.action_layout.nvec)}")
+        )
         raise UnsupportedEnvError(
-            f"env {env_id} observes {tree} and acts in {actions.to_dict()}, but the policy "
-            f"expects {spec.obs_layout.tree} and {spec.action_layout.to_dict()}; pass the env "
-            "it was trained on with --env"
+            f"env {recipe.describe()} has {got}, but the policy expects "
+            f"{wanted}; pass the env it was trained on (its --env, --env-kwargs and --wrapper)"
         )
     return envs
+
+
+def _shape(tree: dict[str, Any]) -> str:
+    """A layout tree in a few words: ``box (4,)``, ``discrete 16``, ``dict of 2``."""
+    if "shape" in tree:
+        return f"{tree['type']} {tuple(tree['shape'])}"
+    if "n" in tree:
+        return f"discrete {tree['n']}"
+    return f"{tree['type']} of {len(tree.get('spaces', ()))}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -125,13 +125,16 @@ def export_checkpoint(
     env_id: str | None = None,
     trust_env_module: bool = False,
     progress: Say | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    wrapper: str | None = None,
 ) -> ExportReport:
     """Write ``model.onnx`` and ``model.torchscript.pt`` beside the checkpoint (or in out_dir).
 
-    On-policy verification plays ``env_id`` (the user's choice), else the checkpoint's
-    own env when :func:`pgdeploy.envs.env_id_from_file` allows it (``trust_env_module``
-    allows a ``module:EnvId``); otherwise those observations are random ones and the
-    report's ``notices`` says so.
+    On-policy verification plays the run's env (its id, recorded ``env_kwargs`` and
+    ``wrapper``; the user's ``env_id``, ``env_kwargs`` and ``wrapper`` replace those parts)
+    where :func:`pgdeploy.envs.recipe.run_env` allows it (``trust_env_module`` allows a
+    recorded module); otherwise those observations are random ones and the report's
+    ``notices`` says so.
     """
     check_atol(atol)
     source = checkpoint_source(
@@ -140,6 +143,8 @@ def export_checkpoint(
         trust_env_module=trust_env_module,
         n_random=n_random,
         n_on_policy=n_on_policy,
+        env_kwargs=env_kwargs,
+        wrapper=wrapper,
     )
     return run_export(
         source, OnnxTarget(atol), _folder(source, out_dir), seed=seed, atol=atol, progress=progress
@@ -163,6 +168,8 @@ def export_c(
     min_agreement: float = DEFAULT_MIN_AGREEMENT,
     episodes: int = 100,
     progress: Say | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    wrapper: str | None = None,
 ) -> CExportReport:
     """Write ``policy.h`` and ``policy.c`` beside the checkpoint (or in ``out_dir``).
 
@@ -180,6 +187,8 @@ def export_c(
         trust_env_module=trust_env_module,
         n_random=n_random,
         n_on_policy=n_on_policy,
+        env_kwargs=env_kwargs,
+        wrapper=wrapper,
     )
     folder = _folder(source, out_dir)
     return run_export(source, target, folder, seed=seed, atol=atol, progress=progress)

@@ -62,9 +62,10 @@ class TorchAgent:
         )
 
     def act_batch(self, obs_batch: Any) -> npt.NDArray[np.int64]:
-        return self._act_rows(self.rows(obs_batch))
+        return self.act_rows(self.rows(obs_batch))
 
-    def _act_rows(self, rows: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+    def act_rows(self, rows: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+        """Actions for raw rows (n, obs_dim): (n,) or (n, heads)."""
         n = len(rows) * self._heads
         uniforms = np.zeros(n, np.float32) if self.deterministic else self._stream.take(n)
         _, greedy, sampled = self.run_graph(rows, uniforms)
@@ -74,7 +75,7 @@ class TorchAgent:
         """The env's action for one observation as the env returns it (see Agent.act)."""
         layout = self.spec.obs_layout
         row = self.checker.as_row(obs if layout.plain else layout.flatten(obs))
-        actions = self._act_rows(row[np.newaxis, :])
+        actions = self.act_rows(row[np.newaxis, :])
         return actions[0] if self.spec.action_layout.multi else int(actions[0])
 
     def probs(self, obs: Any) -> npt.NDArray[np.float32]:

@@ -70,12 +70,12 @@ class ExportSource:
         to play, random rows replace the on-policy ones."""
         n_random = self.plan.n_random if n_random is None else n_random
         n_on_policy = self.plan.n_on_policy if n_on_policy is None else n_on_policy
-        if self.plan.env_id is None:
+        if self.plan.env is None:
             n_random, n_on_policy = n_random + n_on_policy, 0
         rows = random_rows(self.spec, self.center, n_random, np.random.default_rng(seed))
-        if not n_on_policy or self.plan.env_id is None:
+        if not n_on_policy or self.plan.env is None:
             return rows
-        played = on_policy_rows(self.spec, self.plan.env_id, self.probs, n_on_policy, seed)
+        played = on_policy_rows(self.spec, self.plan.env, self.probs, n_on_policy, seed)
         return np.concatenate([rows, played])
 
     def reference(self, obs: npt.NDArray[np.float32], *, seed: int, atol: float) -> Reference:
@@ -93,12 +93,7 @@ class ExportSource:
 
     def env_factory(self) -> Any:
         """A new env of the plan's (for episodes), or None when there is none."""
-        if self.plan.env_id is None:
-            return None
-        from pgdeploy.envs.making import make_env
-
-        env_id = self.plan.env_id
-        return lambda: make_env(env_id)
+        return None if self.plan.env is None else self.plan.env.make
 
 
 def checkpoint_source(
@@ -108,16 +103,30 @@ def checkpoint_source(
     trust_env_module: bool = False,
     n_random: int = 4096,
     n_on_policy: int = 4096,
+    env_kwargs: Mapping[str, Any] | None = None,
+    wrapper: str | None = None,
 ) -> ExportSource:
-    """A pgdeploy checkpoint (refused when its weights hold NaN or infinity)."""
+    """A pgdeploy checkpoint (refused when its weights hold NaN or infinity), verified on
+    the env its run trained on (id, recorded keywords and wrapper) where that may be made."""
+    from pgdeploy.envs.recipe import recorded_env
+
     checkpoint = load_checkpoint(path)
     bad = non_finite_weights(checkpoint.state_dict)
     if bad:
         raise ExportVerificationError(
             f"checkpoint weights {bad} hold NaN or infinity (the run diverged); nothing was written"
         )
+    recorded = recorded_env(
+        checkpoint.spec.env_id, checkpoint.config.to_dict(), source="the checkpoint"
+    )
     plan = plan_verification(
-        checkpoint.spec.env_id, env_id, trust_env_module, n_random=n_random, n_on_policy=n_on_policy
+        recorded,
+        env_id,
+        trust_env_module,
+        n_random=n_random,
+        n_on_policy=n_on_policy,
+        env_kwargs=env_kwargs,
+        wrapper=wrapper,
     )
     return policy_source(
         checkpoint.build_policy(),
@@ -164,7 +173,9 @@ def imported_source(
     if spec.env_id == UNKNOWN_ENV:
         plan = random_only(n_random, n_on_policy, "the file names no env (add --env ENV_ID)")
     else:
-        plan = VerificationPlan(spec.env_id, n_random, n_on_policy)
+        from pgdeploy.envs.recipe import EnvRecipe
+
+        plan = VerificationPlan(EnvRecipe(spec.env_id), n_random, n_on_policy)
     actor = imported.actor.module()
 
     def probs(obs: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -209,11 +209,6 @@ class TrainConfig:
             "workers",
             f"<= num_envs ({self.num_envs}): each worker steps at least one env",
         )
-        _check(
-            self.workers == 0 or not (self.env_kwargs or self.wrapper),
-            "workers",
-            "0 when env_kwargs or wrapper is set (Ray workers make envs by id alone)",
-        )
         _check(isinstance(self.ray_address, str), "ray_address", "a string (HEAD_IP:PORT)")
         _check(self.worker_timeout > 0, "worker_timeout", "> 0 seconds")
         _check(self.seed >= 0, "seed", ">= 0")

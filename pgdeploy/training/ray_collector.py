@@ -17,7 +17,11 @@ run two threads, so a ping is answered mid-episode); the run stops with
 been restarted for ``worker_timeout`` seconds. A restarted worker reseeds from fresh
 entropy: the run goes on, but is no longer bit-reproducible from the seed.
 
-This is the only module that imports ``ray`` (the ``pgdeploy[ray]`` extra).
+Env keywords and a wrapper travel to the workers with the other settings; a ``module:``
+env id or wrapper must be importable on every node (the driver's folder is, on its own
+machine).
+
+This is the only module that imports ``ray`` (the ``pgdeploy-rl[ray]`` extra).
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ class RolloutWorker:
         vectorization: Vectorization,
         max_episode_steps: int | None = None,
         iteration_steps: int | None = None,
+        env_kwargs: Mapping[str, Any] | None = None,
+        wrapper: str = "",
     ) -> None:
         torch.set_num_threads(torch_threads)
         if _reconstructed():
@@ -86,6 +92,8 @@ class RolloutWorker:
             vectorization=vectorization,
             max_episode_steps=max_episode_steps,
             iteration_steps=iteration_steps,
+            env_kwargs=env_kwargs,
+            wrapper=wrapper,
         )
 
     def collect(
@@ -183,6 +191,8 @@ class RayCollector:
                 "vectorization": worker_vectorization(config.vectorization),
                 "max_episode_steps": config.max_episode_steps,
                 "iteration_steps": config.iteration_steps,
+                "env_kwargs": dict(config.env_kwargs),
+                "wrapper": config.wrapper,
             }
             for share, offset, stream in zip(shares, offsets, streams, strict=True)
         ]

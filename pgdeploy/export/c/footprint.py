@@ -92,6 +92,7 @@ def measure(source: Path, target: str | None = None, *, compiler: str | None = N
             "(Debian: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi)"
         )
     prefix = Path(cc).name[: -len("gcc")] if Path(cc).name.endswith("gcc") else ""
+    source = Path(source).resolve()  # the compiler runs in a temporary folder
     with tempfile.TemporaryDirectory(prefix="pgdeploy-size-") as tmp:
         obj = Path(tmp) / "policy.o"
         command = [cc, *_COMMON, *flags, f"-I{source.parent}", str(source), "-o", str(obj)]
