@@ -25,7 +25,8 @@ with a different observation or action space:
   with a wrapper that drops the text (``pgdeploy.envs.wrappers:without_text``).
 
 ``without_mission`` is a MiniGrid wrapper (``--wrapper tests.tiny_envs:without_mission``)
-for the benchmarks. The others have spaces pgdeploy refuses (continuous actions, image observations).
+for the benchmarks. The others have spaces pgdeploy refuses (continuous actions, image
+observations).
 """
 
 from __future__ import annotations
