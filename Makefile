@@ -1,7 +1,7 @@
 # Two entry points that work from nothing but Python 3 and pip:
 #   make demo   train CartPole-v1, export it, play it with the runtime agent
-#   make test   lint, type-check and run the fast test suite
-#   make check  make test, then the slow tests (CI runs this: .ci/run)
+#   make test   lint, type-check, the fast tests, then the slow ones (CI runs this: .ci/run)
+#   make test-fast  lint, type-check and the fast test suite (the quick loop while working)
 #   make c-example  export the shipped CartPole model to C and play it from a C program
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +11,7 @@ DEMO_DIR ?= runs/demo
 # Where tests/test_docs.py finds onnxruntime-node for the JavaScript snippet.
 PGDEPLOY_NODE_CACHE ?= $(HOME)/.cache/pgdeploy/node
 
-.PHONY: install demo test check test-slow lint docs docs-js bench-train bench-runtime bench-c bench-pipeline fuzz model clean c-example c-footprint bench-c-int8
+.PHONY: install demo test test-fast test-slow lint docs docs-js bench-train bench-runtime bench-c bench-pipeline fuzz model clean c-example c-footprint bench-c-int8
 
 install: $(VENV)/.installed
 
@@ -31,13 +31,13 @@ lint: install
 	$(VENV)/bin/ruff format --check pgdeploy tests benchmarks examples tools
 	$(VENV)/bin/mypy
 
-test: lint
+test-fast: lint
 	$(PY) -m pytest -q -n 2
 
 test-slow: install
 	$(PY) -m pytest -q -n 2 -m slow
 
-check: test test-slow
+test: test-fast test-slow
 
 # Regenerate the command sections of docs/cli.md from the CLI's --help.
 docs: install
