@@ -71,7 +71,7 @@ def play_model(
     result)`` runs as each episode ends. Everything is checked before the first step.
     """
     from pgdeploy.envs.making import make_play_env
-    from pgdeploy.envs.recipe import recorded_env, run_env, same_env
+    from pgdeploy.envs.recipe import check_same_spaces, recorded_env, run_env, same_env
     from pgdeploy.runtime import Agent, play
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
@@ -108,11 +108,14 @@ def play_model(
         trust_env_module=trust_env_module,
     )
     played = chosen.policy_spec()
-    if (played.obs_layout.tree, played.action_layout) != (spec.obs_layout.tree, spec.action_layout):
-        raise UnsupportedEnvError(
-            f"{source} expects {spec.env_id}'s spaces (obs {_space(spec)}), but "
-            f"{chosen.describe()} has obs {_space(played)}; play it on an env with the same spaces"
-        )
+    check_same_spaces(
+        spec,
+        chosen,
+        played.obs_layout.tree,
+        played.action_layout,
+        who=source,
+        advice="play it on an env with the same spaces",
+    )
     env: Any = make_play_env(
         chosen.env_id,
         render=render,
@@ -125,11 +128,6 @@ def play_model(
     finally:
         env.close()
     return PlayOutcome(report, chosen.env_id, Path(video_dir) if video_dir is not None else None)
-
-
-def _space(spec: Any) -> str:
-    tree = spec.obs_layout.tree
-    return f"{tree['type']} {tree.get('shape', tree.get('n', ''))}".strip()
 
 
 def _check_video_dir(folder: Path) -> None:

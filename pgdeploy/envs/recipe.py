@@ -22,6 +22,7 @@ from pgdeploy.envs.making import (
     policy_spec,
 )
 from pgdeploy.errors import EnvModuleRefusedError, UnsupportedEnvError
+from pgdeploy.layout import ActionLayout
 from pgdeploy.spec import WRAPPER_PATTERN, PolicySpec, check_env_id, check_env_kwargs
 
 #: The module of the wrappers that ship with pgdeploy (:mod:`pgdeploy.envs.wrappers`): it
@@ -113,6 +114,39 @@ def run_env(
             "confirm it (or --wrapper '' to go without)"
         )
     return EnvRecipe(chosen_id, kwargs, recorded.wrapper)
+
+
+def check_same_spaces(
+    spec: PolicySpec,
+    env: EnvRecipe,
+    tree: Mapping[str, Any],
+    actions: ActionLayout,
+    *,
+    who: str,
+    advice: str,
+) -> None:
+    """Refuse ``env`` unless its observation layout ``tree`` and ``actions`` are those of
+    ``who`` (the policy, a model file): another env, or the right one without the keywords
+    or wrapper it was trained with. ``advice`` ends the message: what the caller's user
+    can do."""
+    if tree != spec.obs_layout.tree:
+        got, wanted = f"observations {_words(tree)}", _words(spec.obs_layout.tree)
+    elif actions != spec.action_layout:
+        got, wanted = f"actions {actions.to_dict()}", f"actions {spec.action_layout.to_dict()}"
+    else:
+        return
+    raise UnsupportedEnvError(
+        f"env {env.describe()} has {got}, but {who} expects {wanted}; {advice}"
+    )
+
+
+def _words(tree: Mapping[str, Any]) -> str:
+    """A layout tree in a few words: ``box (4,)``, ``discrete 16``, ``dict of 2``."""
+    if "shape" in tree:
+        return f"{tree['type']} {tuple(tree['shape'])}"
+    if "n" in tree:
+        return f"discrete {tree['n']}"
+    return f"{tree['type']} of {len(tree.get('spaces', ()))}"
 
 
 def module_of(name: str | None) -> str | None:

@@ -166,30 +166,23 @@ def on_policy_rows(
 def _envs(spec: PolicySpec, recipe: EnvRecipe, count: int) -> list[Any]:
     """``count`` envs of ``recipe``, refused unless their spaces are the policy's."""
     from pgdeploy.envs.making import action_layout, observation_layout
+    from pgdeploy.envs.recipe import check_same_spaces
 
     env_id = recipe.env_id
     envs = [recipe.make() for _ in range(count)]
-    tree = observation_layout(env_id, envs[0].observation_space)
-    actions = action_layout(env_id, envs[0].action_space)
-    if tree != spec.obs_layout.tree or actions.nvec != spec.action_layout.nvec:
+    try:
+        tree = observation_layout(env_id, envs[0].observation_space)
+        actions = action_layout(env_id, envs[0].action_space)
+        check_same_spaces(
+            spec,
+            recipe,
+            tree,
+            actions,
+            who="the policy",
+            advice="pass the env it was trained on (its --env, --env-kwargs and --wrapper)",
+        )
+    except BaseException:
         for one in envs:
             one.close()
-        got, wanted = (
-            (f"observations {_shape(tree)}", _shape(spec.obs_layout.tree))
-            if tree != spec.obs_layout.tree
-            else (f"actions {list(actions.nvec)}", f"actions {list(spec.action_layout.nvec)}")
-        )
-        raise UnsupportedEnvError(
-            f"env {recipe.describe()} has {got}, but the policy expects "
-            f"{wanted}; pass the env it was trained on (its --env, --env-kwargs and --wrapper)"
-        )
+        raise
     return envs
-
-
-def _shape(tree: dict[str, Any]) -> str:
-    """A layout tree in a few words: ``box (4,)``, ``discrete 16``, ``dict of 2``."""
-    if "shape" in tree:
-        return f"{tree['type']} {tuple(tree['shape'])}"
-    if "n" in tree:
-        return f"discrete {tree['n']}"
-    return f"{tree['type']} of {len(tree.get('spaces', ()))}"
