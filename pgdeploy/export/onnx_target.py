@@ -22,9 +22,7 @@ from pgdeploy.export.reference import GraphFn
 from pgdeploy.export.source import ExportSource
 from pgdeploy.export.verify import FormatCheck, Reference, compare, require_passed
 from pgdeploy.runtime.agent import Agent
-
-ONNX_NAME = "model.onnx"
-TORCHSCRIPT_NAME = "model.torchscript.pt"
+from pgdeploy.runtime.pairing import ONNX_NAME, TORCHSCRIPT_NAME  # the names pairs are read by
 
 
 @dataclass(frozen=True)

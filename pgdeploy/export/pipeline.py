@@ -67,8 +67,8 @@ class Target(Protocol[Report]):
 def one_torch_thread() -> Iterator[None]:
     """One torch thread for an export (as a decorator too), the caller's count restored.
 
-    Verification runs many small forward passes: on a busy 2-core machine torch's thread
-    pool made each one-row pass ~10 ms (waking workers) against ~10 us on one thread.
+    Verification runs many small forward passes, and waking torch's thread pool for each
+    costs far more than the pass itself (docs/performance.md).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
