@@ -144,6 +144,12 @@ def is_env_id(value: object) -> bool:
     )
 
 
+def is_wrapper(value: object) -> bool:
+    """Whether ``value`` is a wrapper name: empty (none) or :data:`WRAPPER_PATTERN`'s
+    ``module:callable``. Nothing else is ever imported as a wrapper."""
+    return isinstance(value, str) and (value == "" or WRAPPER_PATTERN.fullmatch(value) is not None)
+
+
 def check_env_id(value: object, *, source: str = "env id") -> str:
     """``value`` if it is an env id, else InvalidArgumentError naming the grammar."""
     if not is_env_id(value):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -184,3 +185,52 @@ def test_run_plays_the_recorded_env(tmp_path: Path) -> None:
     assert np.isfinite(outcome.report.mean_return)
     with pytest.raises(UnsupportedEnvError, match=r"WideGuess-v0, env_kwargs width=4 has obs"):
         play_model(onnx, env_id=env, env_kwargs={"width": 4}, episodes=1)
+
+
+#: Wrapper names outside the grammar, as a user might type them or a file might carry them.
+BAD_WRAPPERS = [
+    "bad name:wrap",
+    "mod:wrap ",
+    "mod :wrap",
+    "mod",
+    "mod:",
+    ":wrap",
+    "mod:wrap:extra",
+    "1mod:wrap",
+    "mod..sub:wrap",
+    "../mod:wrap",
+    "mod/sub:wrap",
+    "mod:wrap()",
+    "mod:wrap\n",
+    "x:y\x1b[2J",
+    "m\u00f6d:wrap",
+    "mod:wr\u202eap",
+    "mod\x00:wrap",
+    "os:system;rm",
+]
+
+
+@pytest.mark.parametrize("name", BAD_WRAPPERS)
+def test_a_wrapper_outside_the_grammar_never_reaches_importlib(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Typed (export, run, make_env) or recorded, a wrapper name outside module:callable is
+    refused before any import is attempted, by the one function that imports wrappers."""
+    import pgdeploy.envs.wrapping as wrapping
+    from pgdeploy.envs.making import make_env
+    from pgdeploy.errors import PgdeployError
+
+    imported: list[str] = []  # what the wrapper loader asked importlib for (gym's own imports run)
+    monkeypatch.setattr(wrapping, "importlib", SimpleNamespace(import_module=imported.append))
+    with pytest.raises(UnsupportedEnvError, match="is not module:callable"):
+        wrapping.wrappers(name)
+    with pytest.raises(UnsupportedEnvError, match="is not module:callable"):
+        make_env("CartPole-v1", wrapper=name)
+    typed = run_env(EnvRecipe("CartPole-v1"), source="test", wrapper=name)
+    with pytest.raises(UnsupportedEnvError, match="is not module:callable"):
+        typed.make()
+    with pytest.raises(UnsupportedEnvError, match="not module:callable"):
+        recorded_env("CartPole-v1", {"wrapper": name}, source="the file")
+    with pytest.raises(PgdeployError, match="wrapper"):
+        TrainConfig(wrapper=name)
+    assert imported == []

@@ -23,7 +23,7 @@ from pgdeploy.envs.making import (
 )
 from pgdeploy.errors import EnvModuleRefusedError, UnsupportedEnvError
 from pgdeploy.layout import ActionLayout
-from pgdeploy.spec import WRAPPER_PATTERN, PolicySpec, check_env_id, check_env_kwargs
+from pgdeploy.spec import PolicySpec, check_env_id, check_env_kwargs, is_wrapper
 
 #: The module of the wrappers that ship with pgdeploy (:mod:`pgdeploy.envs.wrappers`): it
 #: holds only env -> env functions and imports no code but pgdeploy's own, so a file may
@@ -76,7 +76,7 @@ def recorded_env(
     env_id = check_env_id(file_env_id, source=f"{source}: env id")
     config = config if isinstance(config, Mapping) else {}
     wrapper = config.get("wrapper", "")
-    if not isinstance(wrapper, str) or (wrapper and not WRAPPER_PATTERN.fullmatch(wrapper)):
+    if not is_wrapper(wrapper):
         raise UnsupportedEnvError(f"{source} records a wrapper that is not module:callable")
     return EnvRecipe(env_id, check_env_kwargs(config.get("env_kwargs", {})), wrapper)
 

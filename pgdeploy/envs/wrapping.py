@@ -14,10 +14,18 @@ import gymnasium as gym
 
 from pgdeploy._process import one_line
 from pgdeploy.errors import UnsupportedEnvError
+from pgdeploy.spec import is_wrapper
 
 
 def wrappers(wrapper: str) -> list[Callable[[Any], Any]]:
-    """``[callable]`` for a ``module:callable`` wrapper (importing the module), ``[]`` for ""."""
+    """``[callable]`` for a ``module:callable`` wrapper (importing the module), ``[]`` for "".
+
+    The one place a wrapper is imported: a name outside the grammar (a typed one included)
+    is refused here, before ``importlib`` sees it."""
+    if not is_wrapper(wrapper):
+        raise UnsupportedEnvError(
+            f"wrapper {wrapper!a} is not module:callable (dotted Python names in ASCII)"
+        )
     if not wrapper:
         return []
     module, _, name = wrapper.partition(":")

@@ -14,9 +14,9 @@ from typing import Any, Literal
 from pgdeploy.errors import ConfigError
 from pgdeploy.spec import (
     MAX_INT,
-    WRAPPER_PATTERN,
     check_env_id,
     check_env_kwargs,
+    is_wrapper,
     shown_value,
 )
 
@@ -156,7 +156,7 @@ class TrainConfig:
         check_env_id(self.env_id, source="config field 'env_id'")
         object.__setattr__(self, "env_kwargs", check_env_kwargs(self.env_kwargs))
         _check(
-            self.wrapper == "" or WRAPPER_PATTERN.fullmatch(self.wrapper) is not None,
+            is_wrapper(self.wrapper),
             "wrapper",
             "empty or module:callable (dotted Python names)",
         )
